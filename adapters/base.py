@@ -1,0 +1,96 @@
+"""The adapter contract: pure translation between OpenAI chat completions and a provider.
+
+An adapter does no I/O. The gateway hands it a resolved `Deployment` and the client's
+OpenAI-shaped body; it gets back an `UpstreamRequest` (method, URL, headers, body bytes) to
+send, and turns what the provider answered into OpenAI shapes: a chat.completion dict, an
+incremental stream translator that emits OpenAI SSE bytes, or a classified `ProviderError`.
+Only `proxy/upstream.py` talks to the network.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+
+__all__ = [
+    "Deployment", "UpstreamRequest", "ProviderError", "StreamTranslator", "Adapter",
+    "openai_error_body", "RETRYABLE_KINDS",
+]
+
+
+class Deployment(msgspec.Struct, kw_only=True):
+    """One concrete place a request can go: provider + upstream model + key + base URL."""
+
+    name: str                       # the public model name clients use
+    provider: str                   # adapter/provider name: "openai", "anthropic", "gemini", "groq", ...
+    model: str                      # the provider's model id
+    base_url: str
+    api_key: str | None = None
+    headers: dict[str, str] = {}    # extra headers sent upstream
+    options: dict[str, Any] = {}    # provider-specific knobs (api_version, auto_cache, ...)
+    weight: float = 1.0
+
+
+class UpstreamRequest(msgspec.Struct):
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+# Error kinds. Retryable ones make the gateway back off and try the next candidate.
+RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connection"})
+
+
+class ProviderError(msgspec.Struct, kw_only=True):
+    """A provider's failure, classified, with the OpenAI-shaped body to show the client.
+
+    kind: rate_limit | quota | overloaded | server | timeout | connection | context_window |
+    content_policy | auth | permission | bad_request | not_found | other
+    """
+
+    status: int
+    body: dict
+    kind: str
+    retryable: bool
+    retry_after: float | None = None
+
+
+def openai_error_body(message: str, type: str = "invalid_request_error",
+                      param: str | None = None, code: str | int | None = None) -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+class StreamTranslator(Protocol):
+    """Turns a provider's raw stream bytes into OpenAI `chat.completion.chunk` SSE bytes.
+
+    feed(chunk) returns the bytes to write to the client now (b"" when nothing is complete
+    yet); finish() is called at upstream EOF and returns what is left (ending in
+    `data: [DONE]\\n\\n` when the stream ended properly). After a `data: [DONE]` or the
+    provider's end event, `done` is True. A mid-stream provider error sets `error` and is
+    emitted as an OpenAI error event. `usage` is the OpenAI usage dict once the provider sent
+    it, `finish_reason` the last finish reason, `completion_text` what the model wrote so
+    far (content, tool-call arguments), for counting tokens when the provider gives no usage.
+    """
+
+    done: bool
+    error: ProviderError | None
+    usage: dict | None
+    finish_reason: str | None
+    model: str | None
+
+    def feed(self, chunk: bytes) -> bytes: ...
+    def finish(self) -> bytes: ...
+    @property
+    def completion_text(self) -> str: ...
+
+
+class Adapter(Protocol):
+    name: str
+
+    def chat_request(self, dep: Deployment, body: dict, *, stream: bool) -> UpstreamRequest: ...
+    def chat_response(self, dep: Deployment, data: bytes) -> dict: ...
+    def chat_stream(self, dep: Deployment, *, include_usage: bool) -> StreamTranslator: ...
+    def embeddings_request(self, dep: Deployment, body: dict) -> UpstreamRequest: ...
+    def embeddings_response(self, dep: Deployment, data: bytes) -> dict: ...
+    def error(self, dep: Deployment, status: int, headers: Any, data: bytes) -> ProviderError: ...

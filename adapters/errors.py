@@ -1,0 +1,92 @@
+"""Classifying provider errors into retryable or not, shared by every adapter."""
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import orjson
+
+from .base import ProviderError, openai_error_body
+
+_STATUS_KIND = {
+    400: "bad_request", 401: "auth", 402: "quota", 403: "permission", 404: "not_found",
+    408: "timeout", 409: "server", 413: "bad_request", 422: "bad_request", 429: "rate_limit",
+    500: "server", 502: "server", 503: "overloaded", 504: "timeout", 529: "overloaded",
+}
+_OPENAI_TYPE = {
+    "bad_request": "invalid_request_error", "auth": "authentication_error",
+    "permission": "permission_error", "not_found": "not_found_error",
+    "rate_limit": "rate_limit_error", "quota": "insufficient_quota",
+    "overloaded": "server_error", "server": "server_error", "timeout": "timeout_error",
+    "context_window": "invalid_request_error", "content_policy": "invalid_request_error",
+}
+_CONTEXT_MARKERS = ("context_length_exceeded", "context length", "context window",
+                    "maximum context", "too many tokens", "prompt is too long",
+                    "input is too long", "exceeds the maximum number of tokens")
+_POLICY_MARKERS = ("content_policy", "content policy", "content_filter", "safety system",
+                   "responsible ai", "prohibited_content")
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def classify(status: int, message: str, code: Any = None, err_type: Any = None) -> str:
+    text = f"{message} {code or ''} {err_type or ''}".lower()
+    if status in (400, 413, 422) or status == 0:
+        if any(m in text for m in _CONTEXT_MARKERS):
+            return "context_window"
+        if any(m in text for m in _POLICY_MARKERS):
+            return "content_policy"
+    if status == 429 and ("insufficient_quota" in text or "quota" in str(code or "").lower()):
+        return "quota"
+    if "overloaded" in text and status >= 500:
+        return "overloaded"
+    kind = _STATUS_KIND.get(status)
+    if kind:
+        return kind
+    if status >= 500:
+        return "server"
+    return "other"
+
+
+def provider_error(status: int, message: str, *, code: Any = None, err_type: Any = None,
+                   param: Any = None, headers: Any = None, provider: str = "") -> ProviderError:
+    kind = classify(status, message, code, err_type)
+    retryable = kind in ("rate_limit", "overloaded", "server", "timeout", "connection")
+    if code is None and kind == "context_window":
+        code = "context_length_exceeded"
+    if code is None and kind == "content_policy":
+        code = "content_policy_violation"
+    body = openai_error_body(message, err_type if isinstance(err_type, str) and err_type
+                             else _OPENAI_TYPE.get(kind, "api_error"), param, code)
+    return ProviderError(status=status, body=body, kind=kind, retryable=retryable,
+                         retry_after=parse_retry_after(headers))
+
+
+def decode_json(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
