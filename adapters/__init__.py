@@ -1,14 +1,12 @@
 """Provider adapters: one module per wire format, registered by provider name."""
-from .base import Adapter, Deployment, ProviderError, UpstreamRequest
+from .base import Adapter, Deployment, ProviderError, RequestRejected, UpstreamRequest
 from .openai import ADAPTER as _OPENAI
+from .openai import ADAPTERS as _OPENAI_COMPATIBLE
 from .providers import PROVIDERS, ProviderInfo, provider_defaults
 
 REGISTRY: dict[str, Adapter] = {
-    "openai": _OPENAI,
+    **_OPENAI_COMPATIBLE,
 }
-for _name, _info in PROVIDERS.items():
-    if _info.format == "openai":
-        REGISTRY.setdefault(_name, _OPENAI)
 
 
 def get_adapter(provider: str) -> Adapter:
@@ -16,5 +14,5 @@ def get_adapter(provider: str) -> Adapter:
     return REGISTRY.get(provider, _OPENAI)
 
 
-__all__ = ["Adapter", "Deployment", "ProviderError", "UpstreamRequest", "REGISTRY", "get_adapter",
-           "PROVIDERS", "ProviderInfo", "provider_defaults"]
+__all__ = ["Adapter", "Deployment", "ProviderError", "RequestRejected", "UpstreamRequest",
+           "REGISTRY", "get_adapter", "PROVIDERS", "ProviderInfo", "provider_defaults"]

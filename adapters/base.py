@@ -14,7 +14,7 @@ import msgspec
 
 __all__ = [
     "Deployment", "UpstreamRequest", "ProviderError", "StreamTranslator", "Adapter",
-    "openai_error_body", "RETRYABLE_KINDS",
+    "openai_error_body", "RETRYABLE_KINDS", "RequestRejected",
 ]
 
 
@@ -54,6 +54,16 @@ class ProviderError(msgspec.Struct, kw_only=True):
     kind: str
     retryable: bool
     retry_after: float | None = None
+
+
+class RequestRejected(ValueError):
+    """Raised by `chat_request`/`embeddings_request` when the provider cannot serve the
+    request as asked (e.g. `n>1` on Anthropic, embeddings on Anthropic). `error` is a
+    non-retryable 400 `ProviderError` to answer with or to fail over on."""
+
+    def __init__(self, error: ProviderError):
+        super().__init__(error.body["error"]["message"])
+        self.error = error
 
 
 def openai_error_body(message: str, type: str = "invalid_request_error",

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from .base import ProviderError, openai_error_body
+from .base import RETRYABLE_KINDS, ProviderError, RequestRejected, openai_error_body
 
 _STATUS_KIND = {
     400: "bad_request", 401: "auth", 402: "quota", 403: "permission", 404: "not_found",
@@ -61,6 +61,8 @@ def classify(status: int, message: str, code: Any = None, err_type: Any = None) 
             return "content_policy"
     if status == 429 and ("insufficient_quota" in text or "quota" in str(code or "").lower()):
         return "quota"
+    if status == 402 or (status in (400, 403, 429) and "billing" in text):
+        return "quota"
     if "overloaded" in text and status >= 500:
         return "overloaded"
     kind = _STATUS_KIND.get(status)
@@ -72,17 +74,68 @@ def classify(status: int, message: str, code: Any = None, err_type: Any = None) 
 
 
 def provider_error(status: int, message: str, *, code: Any = None, err_type: Any = None,
-                   param: Any = None, headers: Any = None, provider: str = "") -> ProviderError:
-    kind = classify(status, message, code, err_type)
-    retryable = kind in ("rate_limit", "overloaded", "server", "timeout", "connection")
+                   param: Any = None, headers: Any = None, provider: str = "",
+                   kind: str | None = None, retry_after: float | None = None) -> ProviderError:
+    """Classify a failure and build its OpenAI-shaped body.
+
+    `kind` overrides the classification (a provider's own error type is often more precise
+    than the status). A `x-should-retry: true|false` header (Stainless SDK convention, sent
+    by OpenAI and Anthropic) decides retryability when present. `retry_after` defaults to
+    the `retry-after-ms`/`retry-after` headers.
+    """
+    if kind is None:
+        kind = classify(status, message, code, err_type)
+    retryable = kind in RETRYABLE_KINDS
+    should = headers.get("x-should-retry") if headers is not None else None
+    if should in ("true", "false"):
+        retryable = should == "true"
     if code is None and kind == "context_window":
         code = "context_length_exceeded"
     if code is None and kind == "content_policy":
         code = "content_policy_violation"
     body = openai_error_body(message, err_type if isinstance(err_type, str) and err_type
                              else _OPENAI_TYPE.get(kind, "api_error"), param, code)
+    if retry_after is None:
+        retry_after = parse_retry_after(headers)
     return ProviderError(status=status, body=body, kind=kind, retryable=retryable,
-                         retry_after=parse_retry_after(headers))
+                         retry_after=retry_after)
+
+
+def request_rejected(message: str, param: str | None = None) -> "RequestRejected":
+    """The exception an adapter raises for a request its provider cannot serve (n>1 where
+    the provider has no n, audio to a text-only API...): a 400 the router may fail over on."""
+    err = ProviderError(status=400, body=openai_error_body(message, "invalid_request_error", param,
+                                                           "unsupported_parameter"),
+                        kind="bad_request", retryable=False)
+    return RequestRejected(err)
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from a protobuf/Go style duration: "22s", "1.5s", "120ms", "6m0s"."""
+    if not isinstance(value, str) or not value:
+        return None
+    total, num = 0.0, ""
+    i = 0
+    try:
+        while i < len(value):
+            ch = value[i]
+            if ch.isdigit() or ch == ".":
+                num += ch
+            elif value.startswith("ms", i):
+                total += float(num) / 1000
+                num = ""
+                i += 1
+            elif ch in "hms":
+                total += float(num) * {"h": 3600, "m": 60, "s": 1}[ch]
+                num = ""
+            else:
+                return None
+            i += 1
+        if num:
+            total += float(num)
+    except ValueError:
+        return None
+    return total
 
 
 def decode_json(data: bytes) -> Any:
