@@ -1,0 +1,106 @@
+"""`create_app(config)`: the aiohttp application with its routes, middleware and state.
+
+All shared state hangs off the app (see `GatewayState`), created here, never at import.
+The upstream session opens on startup and closes on cleanup, after in-flight requests and
+streams have finished (aiohttp waits for them up to the shutdown grace period).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable
+
+from aiohttp import web
+
+from adapters import provider_defaults
+from adapters.base import Deployment
+
+from . import handlers
+from .accesslog import AccessLog
+from .auth import KeyStore
+from .config import Config, ModelConfig
+from .errors import error_middleware
+from .record import RequestRecord
+from .routing import Router
+from .upstream import Upstream
+
+__all__ = ["create_app", "GatewayState", "STATE", "build_deployments"]
+
+log = logging.getLogger("faregate")
+
+
+class GatewayState:
+    def __init__(self, config: Config):
+        self.config = config
+        self.keys = KeyStore(config.keys)
+        self.router = Router(build_deployments(config.models))
+        self.upstream = Upstream(config.upstream)
+        self.sinks: list[Callable[[RequestRecord], None]] = []
+        if config.server.access_log:
+            self.sinks.append(AccessLog())
+        self.draining = False
+        self.ready = False
+
+    def emit(self, rec: RequestRecord) -> None:
+        for sink in self.sinks:
+            try:
+                sink(rec)
+            except Exception:  # a broken sink must not fail the request it describes
+                log.exception("request sink %r failed", sink)
+
+
+STATE = web.AppKey("faregate_state", GatewayState)
+
+
+def build_deployments(models: list[ModelConfig]) -> list[Deployment]:
+    """Fills each model entry's base URL and key from its provider's defaults (config.py has
+    already checked that the provider is known or a base URL is given)."""
+    deps = []
+    for m in models:
+        try:
+            info = provider_defaults(m.provider)
+        except KeyError:
+            info = None
+        base_url = m.base_url
+        if base_url is None and info is not None:
+            base_url = (os.environ.get(info.base_url_env) if info.base_url_env else None) or info.base_url
+        api_key = m.api_key
+        if api_key is None and info is not None and info.key_env:
+            api_key = os.environ.get(info.key_env)
+        deps.append(Deployment(name=m.name, provider=m.provider, model=m.model or m.name,
+                               base_url=base_url or "", api_key=api_key, headers=dict(m.headers),
+                               options=dict(m.options), weight=m.weight))
+    return deps
+
+
+async def _on_startup(app: web.Application) -> None:
+    state = app[STATE]
+    await state.upstream.start()
+    state.ready = True
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[STATE].draining = True
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    await app[STATE].upstream.close()
+
+
+def create_app(config: Config) -> web.Application:
+    max_body = int(config.server.max_body_mb * 1024 * 1024)
+    app = web.Application(client_max_size=max_body, middlewares=[error_middleware],
+                          handler_args={"max_field_size": 65536})
+    app[STATE] = GatewayState(config)
+    app["max_body_bytes"] = max_body
+    for prefix in ("/v1", ""):
+        app.router.add_post(prefix + "/chat/completions", handlers.chat_completions)
+        app.router.add_post(prefix + "/embeddings", handlers.embeddings)
+        app.router.add_get(prefix + "/models", handlers.list_models)
+        app.router.add_get(prefix + "/models/{model:.+}", handlers.get_model)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_cleanup.append(_on_cleanup)
+    return app

@@ -1,0 +1,218 @@
+"""Configuration: one YAML file validated into typed msgspec structs.
+
+`${VAR}` and `${VAR:-default}` in any string are replaced from the environment (secrets live
+there, not in the file). Every error names the key path, the line, what was expected and
+what was found. With no file, `config_from_env()` enables the providers whose API keys are
+set; `--demo` builds a config around the simulated providers (see demo.py).
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import msgspec
+import yaml
+
+__all__ = ["Config", "ServerConfig", "UpstreamConfig", "ModelConfig", "KeyConfig", "ConfigError",
+           "load_config", "parse_config", "config_from_env"]
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the key path and line where it is."""
+
+
+class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str | None = None          # None: loopback when no client keys are set, else all interfaces
+    port: int = 8080
+    workers: int = 1
+    max_body_mb: float = 20.0
+    access_log: bool = True
+    shutdown_grace_s: float = 30.0
+    allow_public_without_keys: bool = False
+
+
+class UpstreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    connect_timeout_s: float = 5.0
+    first_byte_timeout_s: float = 60.0   # also the longest silence allowed between stream chunks
+    total_timeout_s: float = 600.0
+    pool_limit: int = 1000
+    pool_limit_per_host: int = 256
+    keepalive_s: float = 60.0
+
+
+class ModelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str                         # the public name clients send as `model`
+    provider: str = "openai"
+    model: str | None = None          # the provider's model id; defaults to `name`
+    base_url: str | None = None       # defaults to the provider's public endpoint
+    api_key: str | None = None        # defaults to the provider's usual environment variable
+    headers: dict[str, str] = {}
+    options: dict[str, Any] = {}
+    weight: float = 1.0
+
+
+class KeyConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    key: str                          # the bearer token clients send
+    id: str | None = None             # what the ledger records instead of the key
+    models: list[str] | None = None   # allowed public model names (None: all)
+    admin: bool = False               # may read /v1/spend
+
+
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
+    models: list[ModelConfig] = []
+    keys: list[KeyConfig] = []
+    demo: bool = False
+
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def _interpolate(value: Any, path: str, env: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        def repl(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: environment variable {name} is not set "
+                              f"(use ${{{name}:-default}} for a default)")
+        return _ENV_RE.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}", env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+    return value
+
+
+def _line_of(node: yaml.Node | None, path: list[str | int]) -> int | None:
+    """The 1-based line of the YAML node at `path` (or of its nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key, val in node.value:
+                if key.value == part:
+                    node = val
+                    line = key.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+_PATH_RE = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]")
+
+
+def _explain(err: msgspec.ValidationError, root: yaml.Node | None, source: str) -> ConfigError:
+    msg = str(err)
+    where = ""
+    path: list[str | int] = []
+    if " - at `" in msg:
+        msg, where = msg.rsplit(" - at `", 1)
+        where = where.rstrip("`")
+        path = [m.group(1) if m.group(1) else int(m.group(2)) for m in _PATH_RE.finditer(where[1:])]
+    unknown = re.match(r"Object contains unknown field `(.+)`", msg)
+    if unknown:
+        path.append(unknown.group(1))
+        msg = f"unknown key (check the spelling; see the README for the keys {where.lstrip('$.') or 'at the top level'} accepts)"
+    else:
+        msg = msg.replace("Expected", "expected").replace("Object missing required field", "missing required key")
+    key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[") or "(top level)"
+    line = _line_of(root, path)
+    at = f"{source}, line {line}" if line else source
+    return ConfigError(f"{at}: {key}: {msg}")
+
+
+def parse_config(text: str, source: str = "<config>", env: dict[str, str] | None = None) -> Config:
+    try:
+        root = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}, line 1: expected a mapping of keys at the top level, "
+                          f"found {type(raw).__name__}")
+    try:
+        raw = _interpolate(raw, "$", dict(os.environ) if env is None else env)
+    except ConfigError as exc:
+        text_ = str(exc)
+        path = [m.group(1) if m.group(1) else int(m.group(2)) for m in _PATH_RE.finditer(text_.split(":", 1)[0][1:])]
+        line = _line_of(root, path)
+        raise ConfigError(f"{source}, line {line}: {text_.lstrip('$.')}") from None
+    try:
+        cfg = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise _explain(exc, root, source) from None
+    _check(cfg, root, source)
+    return cfg
+
+
+def _check(cfg: Config, root: yaml.Node | None, source: str) -> None:
+    def fail(path: list[str | int], msg: str) -> None:
+        key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
+        raise ConfigError(f"{source}, line {_line_of(root, path)}: {key}: {msg}")
+
+    if not 1 <= cfg.server.port <= 65535:
+        fail(["server", "port"], f"expected a port between 1 and 65535, found {cfg.server.port}")
+    if cfg.server.workers < 1:
+        fail(["server", "workers"], f"expected at least 1, found {cfg.server.workers}")
+    if cfg.server.max_body_mb <= 0:
+        fail(["server", "max_body_mb"], f"expected a positive size, found {cfg.server.max_body_mb}")
+    for name in ("connect_timeout_s", "first_byte_timeout_s", "total_timeout_s", "keepalive_s"):
+        if getattr(cfg.upstream, name) <= 0:
+            fail(["upstream", name], f"expected a positive number of seconds, found {getattr(cfg.upstream, name)}")
+    for i, m in enumerate(cfg.models):
+        if not m.name:
+            fail(["models", i, "name"], "expected a non-empty model name")
+        if m.weight < 0:
+            fail(["models", i, "weight"], f"expected a weight >= 0, found {m.weight}")
+        if m.base_url is None:
+            from adapters import PROVIDERS  # noqa: PLC0415 (adapters import the hot path)
+            info = PROVIDERS.get(m.provider)
+            if info is None:
+                fail(["models", i, "provider"], f"unknown provider {m.provider!r} and no base_url given; "
+                     f"known providers: {', '.join(sorted(PROVIDERS))}")
+            elif not info.base_url and not (info.base_url_env and os.environ.get(info.base_url_env)):
+                fail(["models", i, "base_url"], f"provider {m.provider!r} needs a base_url")
+        elif not m.base_url.startswith(("http://", "https://")):
+            fail(["models", i, "base_url"], f"expected an http:// or https:// URL, found {m.base_url!r}")
+    seen: set[str] = set()
+    for i, k in enumerate(cfg.keys):
+        if not k.key:
+            fail(["keys", i, "key"], "expected a non-empty key (is its environment variable empty?)")
+        if k.key in seen:
+            fail(["keys", i, "key"], "the same key is listed twice")
+        seen.add(k.key)
+
+
+def load_config(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    return parse_config(text, source=path)
+
+
+def config_from_env(env: dict[str, str] | None = None) -> Config:
+    """No file: one model entry per provider whose API key is in the environment."""
+    from adapters import provider_defaults, PROVIDERS  # noqa: PLC0415 (adapters import the hot path)
+
+    env = dict(os.environ) if env is None else env
+    models = []
+    for provider in PROVIDERS:
+        info = provider_defaults(provider)
+        if info.key_env and env.get(info.key_env):
+            for model in info.default_models:
+                models.append(ModelConfig(name=model, provider=provider))
+    return Config(models=models)
