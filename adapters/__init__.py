@@ -1,11 +1,15 @@
 """Provider adapters: one module per wire format, registered by provider name."""
 from .base import Adapter, Deployment, ProviderError, RequestRejected, UpstreamRequest
+from .anthropic import ADAPTER as _ANTHROPIC
+from .gemini import ADAPTER as _GEMINI
 from .openai import ADAPTER as _OPENAI
 from .openai import ADAPTERS as _OPENAI_COMPATIBLE
 from .providers import PROVIDERS, ProviderInfo, provider_defaults
 
 REGISTRY: dict[str, Adapter] = {
     **_OPENAI_COMPATIBLE,
+    "anthropic": _ANTHROPIC,
+    "gemini": _GEMINI,
 }
 
 
