@@ -205,14 +205,13 @@ def load_config(path: str) -> Config:
 
 
 def config_from_env(env: dict[str, str] | None = None) -> Config:
-    """No file: one model entry per provider whose API key is in the environment."""
-    from adapters import provider_defaults, PROVIDERS  # noqa: PLC0415 (adapters import the hot path)
+    """No file: every catalog model of each provider whose API key is in the environment."""
+    from adapters import PROVIDERS  # noqa: PLC0415 (adapters import the hot path)
+
+    from .catalog import default_catalog  # noqa: PLC0415
 
     env = dict(os.environ) if env is None else env
-    models = []
-    for provider in PROVIDERS:
-        info = provider_defaults(provider)
-        if info.key_env and env.get(info.key_env):
-            for model in info.default_models:
-                models.append(ModelConfig(name=model, provider=provider))
+    enabled = {name for name, info in PROVIDERS.items() if info.key_env and env.get(info.key_env)}
+    models = [ModelConfig(name=name, provider=entry.provider, model=entry.model)
+              for name, entry in default_catalog().items() if entry.provider in enabled]
     return Config(models=models)
