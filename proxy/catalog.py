@@ -377,9 +377,15 @@ def _packaged_doc() -> dict:
     return _default_doc
 
 
+_default_catalog: Catalog | None = None
+
+
 def default_catalog() -> Catalog:
-    """The packaged catalog alone."""
-    return load_catalog()
+    """The packaged catalog alone (validated once, then shared: a Catalog is immutable)."""
+    global _default_catalog
+    if _default_catalog is None:
+        _default_catalog = load_catalog()
+    return _default_catalog
 
 
 def load_catalog(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
