@@ -143,7 +143,11 @@ class OpenAIMock(MockProvider):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         resp = web.StreamResponse(headers={"content-type": "text/event-stream",
                                            "cache-control": "no-cache", **self._rate_headers(beh)})
-        await resp.prepare(request)
+        try:
+            await resp.prepare(request)
+        except ConnectionError:  # the client left before the headers went out
+            self.stats["disconnects"] += 1
+            return resp
         self.note_status(200)
         env = (b'{"id":"chatcmpl-mock' + str(self.stats["requests"]).encode() + b'","object":"chat.completion.chunk","created":'
                + str(int(time.time())).encode() + b',"model":' + orjson.dumps(model)
