@@ -348,6 +348,8 @@ class AnthropicStream:
             msg = obj.get("message") or {}
             self.model = msg.get("model")
             self._usage_raw = dict(msg.get("usage") or {})
+            if self._usage_raw:  # input is billed even if the stream is cut later
+                self.usage = anthropic_usage(self._usage_raw)
             self._writer = ChunkWriter(msg.get("id", ""), self.model)
             out.append(self._writer.delta({"role": "assistant", "content": ""}))
         elif name == "message_delta" and w is not None:
@@ -359,8 +361,6 @@ class AnthropicStream:
                 out.append(w.delta({}, finish_reason=self.finish_reason))
         elif name == "message_stop":
             self.done = True
-            if self.usage is None and self._usage_raw:
-                self.usage = anthropic_usage(self._usage_raw)
             if self._include_usage and self.usage and w is not None:
                 out.append(w.usage(self.usage))
             out.append(b"data: [DONE]\n\n")

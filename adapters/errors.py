@@ -23,7 +23,8 @@ _OPENAI_TYPE = {
 }
 _CONTEXT_MARKERS = ("context_length_exceeded", "context length", "context window",
                     "maximum context", "too many tokens", "prompt is too long",
-                    "input is too long", "exceeds the maximum number of tokens")
+                    "input is too long", "exceeds the maximum number of tokens",
+                    "context size", "exceed_context")
 _POLICY_MARKERS = ("content_policy", "content policy", "content_filter", "safety system",
                    "responsible ai", "prohibited_content")
 
@@ -89,10 +90,13 @@ def provider_error(status: int, message: str, *, code: Any = None, err_type: Any
     should = headers.get("x-should-retry") if headers is not None else None
     if should in ("true", "false"):
         retryable = should == "true"
-    if code is None and kind == "context_window":
+    # OpenAI's codes for what the router and clients act on, whatever the provider called it
+    if kind == "context_window":
         code = "context_length_exceeded"
-    if code is None and kind == "content_policy":
+    elif kind == "content_policy" and "content" not in str(code or ""):
         code = "content_policy_violation"
+    elif kind == "quota" and code is None or (kind == "quota" and status != 429):
+        code = "insufficient_quota"
     body = openai_error_body(message, err_type if isinstance(err_type, str) and err_type
                              else _OPENAI_TYPE.get(kind, "api_error"), param, code)
     if retry_after is None:

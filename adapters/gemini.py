@@ -34,7 +34,7 @@ FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", **{r: "content_filter"
                   "TOO_MANY_TOOL_CALLS": "stop", "OTHER": "stop", "NO_IMAGE": "stop",
                   "FINISH_REASON_UNSPECIFIED": "stop"}
 # status string -> kind; INVALID_ARGUMENT is left to the text (context window, content policy)
-_STATUS_KIND = {"FAILED_PRECONDITION": "bad_request",
+_STATUS_KIND = {"FAILED_PRECONDITION": "permission",  # region or billing: this deployment cannot serve
                 "PERMISSION_DENIED": "permission", "UNAUTHENTICATED": "auth",
                 "NOT_FOUND": "not_found", "RESOURCE_EXHAUSTED": "rate_limit",
                 "INTERNAL": "server", "UNAVAILABLE": "overloaded", "DEADLINE_EXCEEDED": "timeout"}
@@ -313,6 +313,8 @@ def error_from(obj: Any, status: int, headers: Any = None) -> ProviderError:
         kind_of = str(detail.get("@type", ""))
         if kind_of.endswith("RetryInfo"):
             retry_after = parse_duration(detail.get("retryDelay"))
+        elif kind_of.endswith("ErrorInfo") and str(detail.get("reason", "")).startswith("API_KEY"):
+            kind = "auth"  # a bad key comes as 400 INVALID_ARGUMENT
         elif kind_of.endswith("QuotaFailure") and "PerDay" in orjson.dumps(detail).decode():
             kind = "quota"  # a daily quota does not come back after a short wait
     return provider_error(status or int(err.get("code") or 500), message, code=state,

@@ -43,7 +43,9 @@ class Compat(msgspec.Struct, frozen=True, kw_only=True):
     single_choice: bool = False             # n != 1 is rejected
     tool_choice_required: str = "required"  # Mistral spells it "any"
     named_tool_choice: bool = True          # {"type":"function","function":{"name"}}
-    strip_reasoning_content: bool = False   # echoing reasoning_content back is a 400
+    # reasoning_content echoed back in assistant turns: a 400 on DeepSeek (R1 docs), an
+    # unknown field to OpenAI's strict message schema and Mistral's extra_forbidden
+    strip_reasoning_content: bool = True
     azure: bool = False                     # deployment URL, api-version, api-key header
     reasoning_drop: tuple[str, ...] = ()    # fields its reasoning models reject
     reasoning_models: str | None = None     # regex for those models
@@ -52,7 +54,7 @@ class Compat(msgspec.Struct, frozen=True, kw_only=True):
 COMPAT: dict[str, Compat] = {
     "openai": Compat(max_tokens_field="auto"),
     "azure": Compat(max_tokens_field="auto", azure=True),
-    "deepseek": Compat(strip_reasoning_content=True),
+    "deepseek": Compat(),
     "mistral": Compat(strip_nulls=True, rename=(("seed", "random_seed"),),
                       drop=("stream_options", "logit_bias", "logprobs", "top_logprobs", "user",
                             "store", "metadata", "service_tier", "reasoning_effort"),
