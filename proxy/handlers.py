@@ -117,7 +117,9 @@ async def get_model(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    from ._fast import IMPLEMENTATION
+
+    return web.json_response({"status": "ok", "hot_path": IMPLEMENTATION})
 
 
 async def readyz(request: web.Request) -> web.Response:

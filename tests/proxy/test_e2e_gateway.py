@@ -226,7 +226,7 @@ def test_unknown_path_and_method(stack):
 
 def test_health_and_ready(stack):
     gw, _ = stack
-    assert http_get(gw.url + "/healthz").json() == {"status": "ok"}
+    assert http_get(gw.url + "/healthz").json()["status"] == "ok"
     assert http_get(gw.url + "/readyz").status == 200
     assert http_get(gw.url + "/chat/completions").status == 405  # the paths without /v1 exist
 
@@ -334,6 +334,7 @@ def test_pure_python_twin_serves_the_same():
         gw = Gateway({"models": [{"name": "m", "base_url": mock.url + "/v1"}]},
                      env={"FAREGATE_NO_EXTENSIONS": "1"}).start()
         try:
+            assert http_get(gw.url + "/healthz").json()["hot_path"] == "py"
             c = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
             assert c.chat.completions.create(model="m", messages=MSG).choices[0].message.content == \
                 "the quick brown fox"
