@@ -366,7 +366,9 @@ class AnthropicStream:
             out.append(b"data: [DONE]\n\n")
         elif name == "error":
             self.error = error_from(obj, ERROR_KINDS.get((obj.get("error") or {}).get("type"), (None, 500))[1])
-            out.append(b"data: " + orjson.dumps(self.error.body) + b"\n\n")
+            self.done = True
+            if w is not None:  # before any output the gateway can still fail over instead
+                out.append(b"data: " + orjson.dumps(self.error.body) + b"\n\n")
 
     def finish(self) -> bytes:
         self._parser.close()

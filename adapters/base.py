@@ -77,10 +77,13 @@ class StreamTranslator(Protocol):
     feed(chunk) returns the bytes to write to the client now (b"" when nothing is complete
     yet); finish() is called at upstream EOF and returns what is left (ending in
     `data: [DONE]\\n\\n` when the stream ended properly). After a `data: [DONE]` or the
-    provider's end event, `done` is True. A mid-stream provider error sets `error` and is
-    emitted as an OpenAI error event. `usage` is the OpenAI usage dict once the provider sent
-    it, `finish_reason` the last finish reason, `completion_text` what the model wrote so
-    far (content, tool-call arguments), for counting tokens when the provider gives no usage.
+    provider's end event, `done` is True. A provider error event sets `error` and `done`
+    (the stream ended, with a reason): once output has started it is emitted as an OpenAI
+    error event `data: {"error": {...}}`; before any output nothing is emitted, so the
+    gateway can still fail over to the next candidate. `usage` is the OpenAI usage dict
+    once the provider sent it, `finish_reason` the last finish reason, `completion_text`
+    what the model wrote so far (content, tool-call arguments), for counting tokens when
+    the provider gives no usage.
     """
 
     done: bool

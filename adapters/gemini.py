@@ -351,7 +351,7 @@ class GeminiStream:
     def feed(self, chunk: bytes) -> bytes:
         out: list[bytes] = []
         for ev in self._parser.feed(chunk):
-            if self.error is not None:
+            if self.done:
                 break
             obj = decode_json(ev.data)
             if isinstance(obj, dict):
@@ -361,7 +361,9 @@ class GeminiStream:
     def _response(self, obj: dict, out: list[bytes]) -> None:
         if "error" in obj:
             self.error = error_from(obj, int((obj["error"] or {}).get("code") or 500))
-            out.append(b"data: " + orjson.dumps(self.error.body) + b"\n\n")
+            self.done = True
+            if self._writer is not None:  # before any output the gateway can still fail over
+                out.append(b"data: " + orjson.dumps(self.error.body) + b"\n\n")
             return
         w = self._writer
         if w is None:

@@ -203,7 +203,9 @@ class OpenAIStream:
                 continue
             if obj.get("error"):  # OpenRouter adds choices with finish_reason "error"
                 self._on_error(obj["error"])
-                out.append(b"data: " + orjson.dumps(self.error.body) + b"\n\n")  # type: ignore[union-attr]
+                self.done = True
+                if self._envelope is not None:  # before any output the gateway can fail over
+                    out.append(b"data: " + orjson.dumps(self.error.body) + b"\n\n")  # type: ignore[union-attr]
                 continue
             if self._envelope is None:
                 self._envelope = {"id": obj.get("id"), "created": obj.get("created"),
@@ -239,7 +241,11 @@ class OpenAIStream:
         if not isinstance(err, dict):
             err = {"message": str(err)}
         code = err.get("code")
-        status = int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else 500
+        hint = f"{code} {err.get('type')}".lower()
+        if isinstance(code, int) or (isinstance(code, str) and code.isdigit()):
+            status = int(code)
+        else:
+            status = 429 if "rate_limit" in hint else 503 if "overloaded" in hint else 500
         self.error = provider_error(status, str(err.get("message") or "upstream error"),
                                     code=code, err_type=err.get("type"))
 
