@@ -21,6 +21,16 @@ if not NO_EXTENSIONS:
 SSEEvent = _impl.SSEEvent
 SSEParser = _impl.SSEParser
 encode_sse = _impl.encode_sse
+extract_chunk = _impl.extract_chunk
+count_text_tokens = _impl.count_text_tokens
+count_chat_tokens = _impl.count_chat_tokens
+cache_key = _impl.cache_key
+cache_key_hex = _impl.cache_key_hex
+CACHE_EXCLUDED = _impl.CACHE_EXCLUDED
+WeightedPicker = _impl.WeightedPicker
+LatencyWindow = _impl.LatencyWindow
 IMPLEMENTATION = "c" if _impl.__name__.endswith("_c") else "py"
 
-__all__ = ["SSEEvent", "SSEParser", "encode_sse", "IMPLEMENTATION", "NO_EXTENSIONS"]
+__all__ = ["SSEEvent", "SSEParser", "encode_sse", "extract_chunk", "count_text_tokens",
+           "count_chat_tokens", "cache_key", "cache_key_hex", "CACHE_EXCLUDED",
+           "WeightedPicker", "LatencyWindow", "IMPLEMENTATION", "NO_EXTENSIONS"]

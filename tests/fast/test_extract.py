@@ -1,0 +1,63 @@
+"""extract_chunk on realistic provider chunks, on both implementations."""
+import orjson
+import pytest
+
+
+def test_content_delta(kernels):
+    data = b'{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi \\"there\\" \\u00e9\\n"},"finish_reason":null}]}'
+    assert kernels.extract_chunk(data) == ('Hi "there" \u00e9\n', "", None, None, False)
+
+
+def test_tool_call_arguments(kernels):
+    data = orjson.dumps({"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "function": {"name": "get_weather", "arguments": '{"city": '}},
+        {"index": 1, "function": {"arguments": '"Paris"}'}}]}}]})
+    assert kernels.extract_chunk(data) == ("", '{"city": "Paris"}', None, None, False)
+
+
+def test_finish_and_usage(kernels):
+    data = orjson.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                                   "prompt_tokens_details": {"cached_tokens": 4}}})
+    content, args, finish, usage, err = kernels.extract_chunk(data)
+    assert (content, args, finish, err) == ("", "", "stop", False)
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 4}
+
+
+def test_usage_only_chunk_with_empty_choices(kernels):
+    data = b'{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}'
+    assert kernels.extract_chunk(data)[3] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+
+
+def test_null_and_empty_usage(kernels):
+    assert kernels.extract_chunk(b'{"choices":[],"usage":null}')[3] is None
+    assert kernels.extract_chunk(b'{"choices":[],"usage":{}}')[3] is None
+
+
+def test_error_payload(kernels):
+    data = b'{"error":{"message":"overloaded","type":"server_error","code":529}}'
+    assert kernels.extract_chunk(data) == ("", "", None, None, True)
+    assert kernels.extract_chunk(b'{"error":null,"choices":[]}')[4] is False
+
+
+def test_several_choices_and_duplicate_keys(kernels):
+    data = (b'{"choices":[{"delta":{"content":"a","content":"b"}},'
+            b'{"delta":{"content":"c"},"finish_reason":"length"}],"choices":[{"delta":{"content":"d"}}]}')
+    assert kernels.extract_chunk(data) == ("d", "", None, None, False)
+
+
+def test_escaped_key_and_exponent_fall_back(kernels):
+    data = b'{"choices":[{"delta":{"c\\u006fntent":"x","n":1e5}}]}'
+    assert kernels.extract_chunk(data) == ("x", "", None, None, False)
+
+
+@pytest.mark.parametrize("bad", [b"", b"{", b'{"a":}', b'{"a":1,}', b"\xef\xbb\xbf{}", b'{"a":"\xff"}',
+                                 b'{"a":"\\ud800"}', b'{"a":01}', b"{} x", b'{"a":NaN}'])
+def test_invalid_json_raises(kernels, bad):
+    with pytest.raises(ValueError):
+        kernels.extract_chunk(bad)
+
+
+def test_non_object_payloads(kernels):
+    for data in [b"[1,2]", b'"[DONE]"', b"null", b"3"]:
+        assert kernels.extract_chunk(data) == ("", "", None, None, False)
