@@ -28,7 +28,6 @@ __all__ = ["Compat", "COMPAT", "OpenAIAdapter", "OpenAIStream", "ADAPTER", "ADAP
 _DONE = b"data: [DONE]\n\n"
 # o1/o3/o4 and gpt-5: reject `max_tokens` (400), want `max_completion_tokens`.
 _REASONING_MODEL = re.compile(r"^(?:.*/)?(?:o\d|gpt-5)")
-_XAI_REASONING = re.compile(r"grok-3-mini|grok-4")
 
 
 class Compat(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,8 +46,7 @@ class Compat(msgspec.Struct, frozen=True, kw_only=True):
     # unknown field to OpenAI's strict message schema and Mistral's extra_forbidden
     strip_reasoning_content: bool = True
     azure: bool = False                     # deployment URL, api-version, api-key header
-    reasoning_drop: tuple[str, ...] = ()    # fields its reasoning models reject
-    reasoning_models: str | None = None     # regex for those models
+    model_drops: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (model regex, fields those reject)
 
 
 COMPAT: dict[str, Compat] = {
@@ -65,8 +63,11 @@ COMPAT: dict[str, Compat] = {
     "together": Compat(),
     "fireworks": Compat(),
     "openrouter": Compat(),
-    "xai": Compat(reasoning_models=_XAI_REASONING.pattern,
-                  reasoning_drop=("presence_penalty", "frequency_penalty", "stop")),
+    # docs.x.ai reasoning guide: reasoning models reject presencePenalty, frequencyPenalty
+    # and stop; grok-4 *non-reasoning* variants take stop but not the penalties.
+    "xai": Compat(model_drops=(
+        (r"grok-3-mini|grok-4|grok-code", ("presence_penalty", "frequency_penalty")),
+        (r"grok-3-mini|grok-4(?!.*non-reasoning)|grok-code", ("stop",)))),
     "qwen": Compat(),
     "ollama": Compat(),
     "vllm": Compat(),
@@ -131,9 +132,10 @@ def translate_request(body: dict, compat: Compat, model: str, *, stream: bool) -
             body["stream_options"] = opts
     for name in compat.drop:
         body.pop(name, None)
-    if compat.reasoning_models and re.search(compat.reasoning_models, model):
-        for name in compat.reasoning_drop:
-            body.pop(name, None)
+    for pattern, names in compat.model_drops:
+        if re.search(pattern, model):
+            for name in names:
+                body.pop(name, None)
     for old, new in compat.rename:
         if old in body:
             body[new] = body.pop(old)
