@@ -263,3 +263,43 @@ def test_gemini_models(gemini_mock):
     client = _gemini(gemini_mock)
     names = [m.name for m in client.models.list()]
     assert names == ["models/gemini-mock"]
+
+
+# ---- fault and latency knobs shared with the OpenAI mock ----------------------------------
+
+def test_anthropic_reset_fault(anthropic_mock):
+    client = _claude(anthropic_mock, default_headers={"x-mock-behavior": '{"fault": "reset"}'})
+    with pytest.raises(anthropic.APIConnectionError):
+        client.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+
+
+def test_anthropic_cut_fault_drops_the_connection(anthropic_mock):
+    client = _claude(anthropic_mock, default_headers={"x-mock-behavior": '{"fault": "cut", "cut_after": 2}'})
+    seen = []
+    with pytest.raises(Exception, match="reset"):  # the SDK lets the transport's ReadError through
+        with client.messages.stream(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}]) as s:
+            seen.extend(s.text_stream)
+    assert seen == ["the", " quick"]
+
+
+def test_gemini_cut_fault_drops_the_connection(gemini_mock):
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(
+        base_url=gemini_mock.url, headers={"x-mock-behavior": '{"fault": "cut", "cut_after": 3}'}))
+    seen = []
+    with pytest.raises(Exception):
+        for chunk in client.models.generate_content_stream(model="g", contents="hi"):
+            seen.append(chunk.text)
+    assert seen == ["the", " quick", " brown"]
+
+
+def test_latency_knobs(anthropic_mock, gemini_mock):
+    import time
+    client = _claude(anthropic_mock, default_headers={"x-mock-behavior": '{"latency_ms": 120}'})
+    t0 = time.perf_counter()
+    client.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    assert time.perf_counter() - t0 >= 0.12
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(
+        base_url=gemini_mock.url, headers={"x-mock-behavior": '{"ttft_ms": 100, "chunk_delay_ms": 20, "chunks": 3}'}))
+    t0 = time.perf_counter()
+    assert "".join(c.text for c in client.models.generate_content_stream(model="g", contents="hi")) == "the quick brown"
+    assert time.perf_counter() - t0 >= 0.14
