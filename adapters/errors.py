@@ -62,7 +62,7 @@ def classify(status: int, message: str, code: Any = None, err_type: Any = None) 
             return "content_policy"
     if status == 429 and ("insufficient_quota" in text or "quota" in str(code or "").lower()):
         return "quota"
-    if status == 402 or (status in (400, 403, 429) and "billing" in text):
+    if status == 402 or (status in (400, 403) and "billing" in text):
         return "quota"
     if "overloaded" in text and status >= 500:
         return "overloaded"
@@ -95,7 +95,7 @@ def provider_error(status: int, message: str, *, code: Any = None, err_type: Any
         code = "context_length_exceeded"
     elif kind == "content_policy" and "content" not in str(code or ""):
         code = "content_policy_violation"
-    elif kind == "quota" and code is None or (kind == "quota" and status != 429):
+    elif kind == "quota" and (code is None or status != 429):
         code = "insufficient_quota"
     body = openai_error_body(message, err_type if isinstance(err_type, str) and err_type
                              else _OPENAI_TYPE.get(kind, "api_error"), param, code)
