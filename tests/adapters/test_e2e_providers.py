@@ -235,8 +235,7 @@ def test_gemini_embeddings(client):
     assert [d.index for d in r.data] == [0, 1] and len(r.data[0].embedding) == 32
 
 
-@pytest.mark.xfail(reason="proxy/forward.py does not yet turn adapters.RequestRejected into its 400")
 def test_anthropic_has_no_embeddings(client):
-    with pytest.raises(openai.APIStatusError) as info:
+    with pytest.raises(openai.BadRequestError) as info:
         client.embeddings.create(model="via-anthropic", input="hi")
-    assert info.value.status_code == 400
+    assert info.value.status_code == 400 and "embeddings" in info.value.message.lower()
