@@ -528,6 +528,18 @@ cdef enum:
     SC_MAX_DEPTH = 64
 
 
+cdef unsigned char STR_PLAIN[256]  # bytes a JSON string scan just steps over
+
+
+cdef void _init_str_plain() noexcept:
+    cdef int c
+    for c in range(256):
+        STR_PLAIN[c] = 32 <= c < 128 and c != 34 and c != 92
+
+
+_init_str_plain()
+
+
 cdef struct Scan:
     const unsigned char* p
     Py_ssize_t n
@@ -597,6 +609,9 @@ cdef int _string(Scan* s) noexcept nogil:
     s.s_start = i
     while i < s.n:
         c = s.p[i]
+        if STR_PLAIN[c]:
+            i += 1
+            continue
         if c == 34:
             if nonascii and not _utf8_ok(s.p, s.s_start, i):
                 return -1
@@ -1080,15 +1095,26 @@ cdef object _canon(object value):
     return value
 
 
+cdef inline bint _single_text_part(object content):
+    if not (type(content) is list and len(<list>content) == 1 and type((<list>content)[0]) is dict):
+        return False
+    part = <dict>((<list>content)[0])
+    return len(part) == 2 and part.get("type") == "text" and type(part.get("text")) is str
+
+
 cdef object _canon_message(object msg):
     if type(msg) is not dict:
         return _canon(msg)
-    cdef dict out = dict(<dict>msg)
-    content = out.get("content")
-    if (type(content) is list and len(<list>content) == 1 and type((<list>content)[0]) is dict):
-        part = <dict>((<list>content)[0])
-        if part.get("type") == "text" and len(part) == 2 and type(part.get("text")) is str:
-            out["content"] = part["text"]
+    cdef dict m = <dict>msg
+    content = m.get("content")
+    cdef bint single = _single_text_part(content)
+    if not (single or type(m.get("tool_calls")) is list
+            or ("name" in m and m["name"] is None)
+            or ("tool_call_id" in m and m["tool_call_id"] is None)):
+        return _canon(msg)
+    cdef dict out = dict(m)
+    if single:
+        out["content"] = (<dict>((<list>content)[0]))["text"]
     calls = out.get("tool_calls")
     if type(calls) is list:
         new_calls = []
@@ -1131,12 +1157,9 @@ cdef dict _canonical_body(dict body):
 
 
 def cache_key(dict body, route, scope=""):
-    canon = _dumps(_canonical_body(body), option=_DUMPS_OPTS)
-    h = _blake2b(_CACHE_PREFIX, digest_size=16)
-    h.update(_dumps([route, scope]))
-    h.update(b"\x00")
-    h.update(canon)
-    return h.digest()
+    cdef bytes canon = _dumps(_canonical_body(body), option=_DUMPS_OPTS)
+    return _blake2b(_CACHE_PREFIX + <bytes>_dumps([route, scope]) + b"\x00" + canon,
+                    digest_size=16).digest()
 
 
 def cache_key_hex(dict body, route, scope=""):

@@ -513,14 +513,23 @@ def _canon(value):
     return value
 
 
+def _single_text_part(content) -> bool:
+    return (type(content) is list and len(content) == 1 and type(content[0]) is dict
+            and len(content[0]) == 2 and content[0].get("type") == "text"
+            and type(content[0].get("text")) is str)
+
+
 def _canon_message(msg):
     if type(msg) is not dict:
         return _canon(msg)
+    content = msg.get("content")
+    single = _single_text_part(content)
+    if not (single or type(msg.get("tool_calls")) is list
+            or ("name" in msg and msg["name"] is None)
+            or ("tool_call_id" in msg and msg["tool_call_id"] is None)):
+        return _canon(msg)  # nothing to rewrite: no copy
     out = dict(msg)
-    content = out.get("content")
-    if (type(content) is list and len(content) == 1 and type(content[0]) is dict
-            and content[0].get("type") == "text" and len(content[0]) == 2
-            and type(content[0].get("text")) is str):
+    if single:
         out["content"] = content[0]["text"]
     calls = out.get("tool_calls")
     if type(calls) is list:
@@ -580,11 +589,8 @@ def cache_key(body: dict, route: str, scope: str = "") -> bytes:
     decoded from JSON (str keys; NaN/inf cannot occur).
     """
     canon = orjson.dumps(_canonical_body(body), option=_DUMPS_OPTS)
-    h = hashlib.blake2b(_CACHE_PREFIX, digest_size=16)
-    h.update(orjson.dumps([route, scope]))
-    h.update(b"\x00")
-    h.update(canon)
-    return h.digest()
+    data = _CACHE_PREFIX + orjson.dumps([route, scope]) + b"\x00" + canon
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def cache_key_hex(body: dict, route: str, scope: str = "") -> str:
