@@ -28,6 +28,10 @@ class AccessLog:
             line["ttft_ms"] = round(rec.ttft_ms, 2)
         if rec.cost_usd is not None:
             line["cost_usd"] = rec.cost_usd
+        if rec.cache != "off":
+            line["cache"] = rec.cache
+            if rec.saved_usd:
+                line["saved_usd"] = rec.saved_usd
         if rec.error_class:
             line["error"] = rec.error_class
         try:

@@ -18,6 +18,7 @@ from adapters.base import Deployment
 from . import handlers
 from .accesslog import AccessLog
 from .auth import KeyStore
+from .cache import ResponseCache
 from .config import Config, ModelConfig
 from .errors import error_middleware
 from .record import RequestRecord
@@ -38,6 +39,7 @@ class GatewayState:
         self.sinks: list[Callable[[RequestRecord], None]] = []
         if config.server.access_log:
             self.sinks.append(AccessLog())
+        self.cache = ResponseCache(config.cache, self) if config.cache.enabled else None
         self.draining = False
         self.ready = False
 
@@ -84,7 +86,10 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 async def _on_cleanup(app: web.Application) -> None:
-    await app[STATE].upstream.close()
+    state = app[STATE]
+    if state.cache is not None:  # first: a store in flight may still need the upstream session
+        await state.cache.close()
+    await state.upstream.close()
 
 
 def create_app(config: Config) -> web.Application:

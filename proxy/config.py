@@ -14,6 +14,8 @@ from typing import Any
 import msgspec
 import yaml
 
+from .cache.settings import CacheConfig, check_cache_config
+
 __all__ = ["Config", "ServerConfig", "UpstreamConfig", "ModelConfig", "KeyConfig", "ConfigError",
            "load_config", "parse_config", "config_from_env"]
 
@@ -64,6 +66,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
     models: list[ModelConfig] = []
     keys: list[KeyConfig] = []
+    cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
     demo: bool = False
 
 
@@ -193,6 +196,7 @@ def _check(cfg: Config, root: yaml.Node | None, source: str) -> None:
         if k.key in seen:
             fail(["keys", i, "key"], "the same key is listed twice")
         seen.add(k.key)
+    check_cache_config(cfg.cache, fail)
 
 
 def load_config(path: str) -> Config:

@@ -65,7 +65,7 @@ def _served_headers(base: dict[str, str], dep: Deployment, attempts: int) -> dic
 
 async def forward_chat(request: web.Request, upstream: Upstream, body: dict,
                        candidates: list[Deployment], rec: RequestRecord,
-                       headers: dict[str, str], t0: float) -> web.StreamResponse:
+                       headers: dict[str, str], t0: float, on_complete=None) -> web.StreamResponse:
     stream = bool(body.get("stream"))
     include_usage = bool(stream and (body.get("stream_options") or {}).get("include_usage"))
     attempts: list[Attempt] = []
@@ -93,9 +93,11 @@ async def forward_chat(request: web.Request, upstream: Upstream, body: dict,
                 except ValueError as exc:
                     attempts.append(Attempt(dep, transport_error(exc, dep.provider)))
                     continue
+                if on_complete is not None:  # the response cache stores the served answer
+                    on_complete(result, dep)
                 return _respond(result, dep, rec, headers, len(attempts) + 1, t0)
             outcome = await _relay_stream(request, up, adapter.chat_stream(dep, include_usage=include_usage),
-                                          dep, rec, headers, len(attempts) + 1, t0)
+                                          dep, rec, headers, len(attempts) + 1, t0, on_complete)
             if isinstance(outcome, ProviderError):
                 attempts.append(Attempt(dep, outcome))
                 continue
@@ -123,7 +125,7 @@ def _respond(result: dict, dep: Deployment, rec: RequestRecord, headers: dict[st
 
 async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, translator,
                         dep: Deployment, rec: RequestRecord, headers: dict[str, str],
-                        attempts: int, t0: float) -> web.StreamResponse | ProviderError:
+                        attempts: int, t0: float, on_complete=None) -> web.StreamResponse | ProviderError:
     """Relays the provider's stream chunk by chunk as it arrives.
 
     Nothing is sent to the client until the translator produced its first bytes, so a
@@ -149,6 +151,9 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
     resp = web.StreamResponse(status=200, headers=h)
     await resp.prepare(request)
     await resp.write(first)
+    tap = on_complete.tap() if on_complete is not None else None  # the cache's stream assembler
+    if tap is not None:
+        tap.feed(first)
     rec.ttft_ms = (time.perf_counter() - t0) * 1000.0
     failure: BaseException | None = None
     try:
@@ -156,11 +161,15 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
             out = translator.feed(chunk)
             if out:
                 await resp.write(out)
+                if tap is not None:
+                    tap.feed(out)
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
         failure = exc
     tail = translator.finish()
     if tail:
         await resp.write(tail)
+        if tap is not None:
+            tap.feed(tail)
     if not translator.done:
         what = "timed out" if isinstance(failure, asyncio.TimeoutError) else "closed the stream"
         message = f"upstream provider {dep.provider} {what} before the response was complete"
@@ -173,6 +182,8 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
     elif translator.error is not None:
         rec.error_class = translator.error.kind
         rec.status = translator.error.status
+    elif tap is not None and failure is None:
+        on_complete(None, dep, translator.usage)
     usage = translator.usage
     if usage:
         rec.set_usage(usage)

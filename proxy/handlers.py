@@ -57,13 +57,19 @@ async def _handle(request: web.Request, endpoint: str) -> web.StreamResponse:
         rec.user = user if isinstance(user, str) else None
         rec.stream = bool(body.get("stream")) if endpoint == "chat" else False
         state.keys.check_model(key, model)
+        cache_store = None
+        if endpoint == "chat" and state.cache is not None:
+            served, cache_store = await state.cache.lookup(request, body, model, rec, headers, t0)
+            if served is not None:
+                return served
         candidates = state.router.candidates(model)
         if not candidates:
             raise GatewayError(404, f"the model '{model}' does not exist on this gateway; "
                                     f"GET /v1/models lists the models it serves",
                                param="model", code="model_not_found")
         if endpoint == "chat":
-            return await forward_chat(request, state.upstream, body, candidates, rec, headers, t0)
+            return await forward_chat(request, state.upstream, body, candidates, rec, headers, t0,
+                                      on_complete=cache_store)
         return await forward_embeddings(state.upstream, body, candidates, rec, headers, t0)
     except GatewayError as exc:
         rec.status = exc.status
