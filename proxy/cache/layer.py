@@ -357,9 +357,7 @@ class ResponseCache:
 
 
 def _local_search(index: VectorIndex):
-    async def search(partition, vec, threshold):
-        return index.search(partition, vec, threshold)
-    return search
+    return index.search_async
 
 
 def _estimated_usage(body: dict, text: str) -> dict:

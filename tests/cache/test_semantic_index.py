@@ -94,3 +94,38 @@ async def test_shared_index_propagates_between_replicas(redis_server):
     finally:
         await s1.close()
         await s2.close()
+
+
+async def test_large_partition_is_scored_off_the_loop_with_the_same_answer(monkeypatch):
+    import asyncio
+
+    import proxy.cache.semantic as semantic
+
+    rng = np.random.default_rng(7)
+    n = semantic.OFFLOAD_ROWS + 500
+    vecs = rng.standard_normal((n, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    idx = VectorIndex(n + 10)
+    for i in range(n):
+        idx.add(b"p", i.to_bytes(4, "big"), vecs[i], f"q{i}", time.time() + 600)
+    query = vecs[1234]
+    offloaded = []
+    real_to_thread = asyncio.to_thread
+
+    async def spy(fn, *args):
+        offloaded.append(fn)
+        return await real_to_thread(fn, *args)
+
+    monkeypatch.setattr(semantic.asyncio, "to_thread", spy)
+    got = await idx.search_async(b"p", query, 0.5)
+    assert offloaded, "a large partition must be scored in a worker thread"
+    assert [c.entry_id for c in got] == [c.entry_id for c in idx.search(b"p", query, 0.5)]
+    assert got[0].entry_id == (1234).to_bytes(4, "big")
+
+    async def removing_spy(fn, *args):  # a removal moves rows while the thread scores
+        idx.remove((0).to_bytes(4, "big"))
+        return await real_to_thread(fn, *args)
+
+    monkeypatch.setattr(semantic.asyncio, "to_thread", removing_spy)
+    got = await idx.search_async(b"p", query, 0.5)
+    assert got[0].entry_id == (1234).to_bytes(4, "big") and got[0].text == "q1234"
