@@ -1,18 +1,38 @@
-"""Load generation shared by the benchmarks: wrk (with a Lua script for POST bodies) when it
-is installed, else a built-in closed-loop aiohttp client. Both return the same `LoadResult`."""
+"""Load generation shared by the benchmarks.
+
+Closed loop (the most a target can do at `connections` concurrent connections) with wrk and a
+Lua script for the POST bodies when wrk is installed, else with the built-in client; open loop
+(requests sent at a fixed `rate`, latency measured from when each request was due, so a slow
+server cannot hide its queueing) with the built-in client, since wrk has no fixed-rate mode.
+
+The built-in client (aiohttp on uvloop) runs in its own process, `python -m bench.loadgen`,
+so that it can be pinned to a core with taskset like wrk. Both return the same `LoadResult`,
+with a latency CDF for the report's plots.
+"""
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
 import msgspec
 
-__all__ = ["LoadResult", "run_load", "have_wrk", "pinned"]
+__all__ = ["LoadResult", "run_load", "have_wrk", "pinned", "quantiles", "CDF_POINTS",
+           "DEFAULT_HEADERS", "NONCE", "Bodies"]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Percentiles at which the latency CDF is sampled (wrk and the built-in client alike).
+CDF_POINTS = (0, 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97.5, 99, 99.5, 99.9, 99.99, 100)
+DEFAULT_HEADERS = {"content-type": "application/json", "authorization": "Bearer bench"}
+# In a body, replaced by a string unique to each request, so that a cache never hits.
+NONCE = "{{nonce}}"
 
 
 class LoadResult(msgspec.Struct):
@@ -25,6 +45,11 @@ class LoadResult(msgspec.Struct):
     p90_ms: float
     p99_ms: float
     max_ms: float
+    mode: str = "closed"                 # closed | open
+    connections: int = 0
+    rate: float | None = None            # open loop: the requests/s asked for
+    cdf: list[tuple[float, float]] = []  # (percentile, ms)
+    error_kinds: dict[str, int] = {}     # built-in client: "HTTP 503", "ClientOSError", ...
 
 
 def have_wrk() -> bool:
@@ -38,14 +63,42 @@ def pinned(cmd: list[str], cpus: str | None) -> list[str]:
     return cmd
 
 
+def quantiles(sorted_ms: list[float]) -> dict[str, float]:
+    """p50/p90/p99/max and the CDF points of an already sorted list of latencies."""
+    if not sorted_ms:
+        return {"p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0, "cdf": []}
+    n = len(sorted_ms)
+
+    def q(p: float) -> float:
+        return sorted_ms[min(n - 1, int(p / 100 * n))]
+
+    return {"p50_ms": q(50), "p90_ms": q(90), "p99_ms": q(99), "max_ms": sorted_ms[-1],
+            "cdf": [(p, q(p) if p < 100 else sorted_ms[-1]) for p in CDF_POINTS]}
+
+
+# ---- wrk ------------------------------------------------------------------------------------
+
 _LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer bench"
-wrk.body = [[%s]]
-done_errors = 0
-response = function(status, headers, body)
-  if status ~= 200 then done_errors = done_errors + 1 end
+local headers = {%(headers)s}
+local bodies = {%(bodies)s}
+local suffixes = {%(suffixes)s}
+local run = "%(run)s"
+local reqs = {}
+init = function(args)
+  -- here, not at load time: wrk.format takes the Host header from wrk.headers once it is set
+  for i, b in ipairs(bodies) do reqs[i] = wrk.format("POST", nil, headers, b) end
+end
+local n = 0
+local c = 0
+request = function()
+  n = n %% #reqs + 1
+  local tail = suffixes[n]
+  if tail ~= "" then
+    -- a body with a nonce: unique per request (a cache never hits)
+    c = c + 1
+    return wrk.format("POST", nil, headers, bodies[n] .. run .. "-" .. c .. tail)
+  end
+  return reqs[n]
 end
 done = function(summary, latency, requests)
   io.write(string.format("FG_STATS %%d %%d %%d %%.3f %%.3f %%.3f %%.3f\\n",
@@ -53,79 +106,196 @@ done = function(summary, latency, requests)
       + summary.errors.write + summary.errors.timeout, summary.duration,
     latency:percentile(50) / 1000, latency:percentile(90) / 1000,
     latency:percentile(99) / 1000, latency.max / 1000))
+  local points = {%(points)s}
+  io.write("FG_CDF")
+  for _, p in ipairs(points) do
+    local v
+    if p >= 100 then v = latency.max elseif p <= 0 then v = latency.min else v = latency:percentile(p) end
+    io.write(string.format(" %%s:%%.3f", p, v / 1000))
+  end
+  io.write("\\n")
 end
 """
 
 
-def _wrk(url: str, body: bytes, connections: int, duration: float, cpus: str | None,
-         rate: float | None = None) -> LoadResult:
+def _lua_str(s: str) -> str:
+    level = 1
+    while f"]{'=' * level}]" in s:
+        level += 1
+    return f"[{'=' * level}[{s}]{'=' * level}]"
+
+
+def _wrk(url: str, bodies: list[bytes], headers: dict[str, str], connections: int,
+         duration: float, cpus: str | None) -> LoadResult:
+    parts = [b.decode().split(NONCE, 1) if NONCE in b.decode() else [b.decode(), ""] for b in bodies]
+    script = _LUA % {
+        "headers": ", ".join(f"[ {_lua_str(k)} ] = {_lua_str(v)}" for k, v in headers.items()),
+        "bodies": ", ".join(_lua_str(p[0]) for p in parts),
+        "suffixes": ", ".join(_lua_str(p[1]) for p in parts),
+        "run": os.urandom(4).hex(),
+        "points": ", ".join(str(p) for p in CDF_POINTS)}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(_LUA % body.decode())
-        script = fh.name
+        fh.write(script)
+        path = fh.name
+    secs = max(1, round(duration))
     try:
-        cmd = pinned(["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(duration))}s",
-                      "--timeout", "10s", "-s", script, url], cpus)
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+        cmd = pinned(["wrk", "-t1", f"-c{connections}", f"-d{secs}s", "--timeout", "10s",
+                      "-s", path, url], cpus)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60)
     finally:
-        os.unlink(script)
+        os.unlink(path)
+    out = proc.stdout
     m = re.search(r"FG_STATS (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
     if not m:
-        raise RuntimeError(f"could not read wrk's output:\n{out}")
+        raise RuntimeError(f"could not read wrk's output:\n{out}\n{proc.stderr}")
     n, errs, dur_us = int(m.group(1)), int(m.group(2)), int(m.group(3))
-    secs = dur_us / 1e6
-    return LoadResult("wrk", n, errs, secs, n / secs if secs else 0.0, float(m.group(4)),
-                      float(m.group(5)), float(m.group(6)), float(m.group(7)))
+    seconds = dur_us / 1e6
+    cdf = []
+    c = re.search(r"FG_CDF (.*)", out)
+    if c:
+        for item in c.group(1).split():
+            p, v = item.split(":")
+            cdf.append((float(p), float(v)))
+    return LoadResult("wrk", n, errs, seconds, n / seconds if seconds else 0.0,
+                      float(m.group(4)), float(m.group(5)), float(m.group(6)), float(m.group(7)),
+                      mode="closed", connections=connections, cdf=cdf)
 
 
-async def _aio(url: str, body: bytes, connections: int, duration: float,
-               rate: float | None) -> LoadResult:
+# ---- the built-in client ----------------------------------------------------------------------
+
+class Bodies:
+    """Request bodies sent in turn; a body holding NONCE gets a fresh value each time."""
+
+    def __init__(self, bodies: list[bytes]):
+        self.bodies = bodies
+        self.split = [b.split(NONCE.encode(), 1) if NONCE.encode() in b else None for b in bodies]
+        self.run = os.urandom(4).hex().encode()
+        self.n = 0
+
+    def next(self) -> bytes:
+        i = self.n % len(self.bodies)
+        self.n += 1
+        parts = self.split[i]
+        if parts is None:
+            return self.bodies[i]
+        return parts[0] + self.run + b"-%d" % self.n + parts[1]
+
+
+async def _aio(url: str, bodies: list[bytes], headers: dict[str, str], connections: int,
+               duration: float, rate: float | None) -> LoadResult:
     import aiohttp
 
     lat: list[float] = []
     errors = 0
-    stop_at = time.perf_counter() + duration
-    headers = {"content-type": "application/json", "authorization": "Bearer bench"}
-    interval = connections / rate if rate else 0.0
+    kinds: dict[str, int] = {}
+    source = Bodies(bodies)
 
-    async def worker(session: aiohttp.ClientSession, offset: float) -> None:
+    async def one(session: aiohttp.ClientSession, due: float) -> None:
         nonlocal errors
-        next_at = time.perf_counter() + offset
-        while True:
-            if interval:
-                delay = next_at - time.perf_counter()
+        data = source.next()
+        due = min(due, time.perf_counter())  # a timer that fired early
+        try:
+            async with session.post(url, data=data, headers=headers) as r:
+                await r.read()
+                if r.status != 200:
+                    errors += 1
+                    kinds[f"HTTP {r.status}"] = kinds.get(f"HTTP {r.status}", 0) + 1
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            errors += 1
+            kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
+        lat.append((time.perf_counter() - due) * 1000)
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    conn = aiohttp.TCPConnector(limit=connections, force_close=False)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+        t0 = time.perf_counter()
+        stop_at = t0 + duration
+        if rate:
+            # Open loop: request i is due at t0 + i/rate whatever happened to the ones before;
+            # at most `connections` are in flight, the rest wait and the wait counts.
+            tasks = set()
+            i = 0
+            while True:
+                due = t0 + i / rate
+                if due >= stop_at:
+                    break
+                delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                next_at += interval
-            t = time.perf_counter()
-            if t >= stop_at:
-                return
-            try:
-                async with session.post(url, data=body, headers=headers) as r:
-                    await r.read()
-                    if r.status != 200:
-                        errors += 1
-            except aiohttp.ClientError:
-                errors += 1
-            lat.append((time.perf_counter() - (next_at - interval if interval else t)) * 1000)
+                t = asyncio.ensure_future(one(session, due))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+                i += 1
+            if tasks:
+                await asyncio.wait(tasks)
+        else:
+            async def worker() -> None:
+                while True:
+                    t = time.perf_counter()
+                    if t >= stop_at:
+                        return
+                    await one(session, t)
 
-    conn = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=conn) as session:
-        t0 = time.perf_counter()
-        await asyncio.gather(*[worker(session, i * interval / connections if interval else 0)
-                               for i in range(connections)])
+            await asyncio.gather(*[worker() for _ in range(connections)])
         secs = time.perf_counter() - t0
     lat.sort()
-
-    def q(p: float) -> float:
-        return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0.0
-
-    return LoadResult("aiohttp", len(lat), errors, secs, len(lat) / secs, q(0.5), q(0.9), q(0.99),
-                      lat[-1] if lat else 0.0)
+    return LoadResult("aiohttp", len(lat), errors, secs, len(lat) / secs if secs else 0.0,
+                      mode="open" if rate else "closed", connections=connections, rate=rate,
+                      error_kinds=kinds, **quantiles(lat))
 
 
-def run_load(url: str, body: bytes, *, connections: int = 32, duration: float = 5.0,
-             cpus: str | None = None, rate: float | None = None, tool: str = "auto") -> LoadResult:
-    """Closed loop at `connections` (or open loop at `rate` req/s with the built-in client)."""
-    if tool in ("auto", "wrk") and have_wrk() and rate is None:
-        return _wrk(url, body, connections, duration, cpus)
-    return asyncio.run(_aio(url, body, connections, duration, rate))
+def _child(cmd: list[str], spec: dict, timeout: float) -> bytes:
+    """Runs a built-in client process (`python -m bench.loadgen` or `bench.sse_client`) with its
+    job in a JSON file and returns what it printed: one JSON document."""
+    fd, path = tempfile.mkstemp(suffix=".json")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(msgspec.json.encode(spec))
+    try:
+        proc = subprocess.run([*cmd, path], cwd=ROOT, capture_output=True, timeout=timeout)
+    finally:
+        os.unlink(path)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.decode(errors='replace')}")
+    return proc.stdout
+
+
+def run_load(url: str, body: bytes | None = None, *, bodies: list[bytes] | None = None,
+             headers: dict[str, str] | None = None, connections: int = 32,
+             duration: float = 5.0, cpus: str | None = None, rate: float | None = None,
+             tool: str = "auto") -> LoadResult:
+    """Closed loop at `connections` (wrk when installed, unless tool="aiohttp"), or open loop
+    at `rate` requests/s (always the built-in client). `bodies` are sent in turn."""
+    bodies = bodies or [body or b"{}"]
+    hdrs = {**DEFAULT_HEADERS, **(headers or {})}
+    if tool in ("auto", "wrk") and have_wrk() and rate is None and duration >= 1:
+        return _wrk(url, bodies, hdrs, connections, duration, cpus)
+    if tool == "wrk" and not have_wrk():
+        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
+    spec = {"url": url, "bodies": [b.decode() for b in bodies], "headers": hdrs,
+            "connections": connections, "duration": duration, "rate": rate}
+    out = _child(pinned([sys.executable, "-m", "bench.loadgen"], cpus), spec, duration + 90)
+    return msgspec.json.decode(out, type=LoadResult)
+
+
+def _run_in_loop(coro):
+    try:
+        import uvloop
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.loadgen",
+                                 description="The built-in load client: reads a JSON job, prints a JSON LoadResult.")
+    ap.add_argument("job", help="JSON file: url, bodies, headers, connections, duration, rate")
+    args = ap.parse_args(argv)
+    with open(args.job, "rb") as fh:
+        spec = msgspec.json.decode(fh.read())
+    res = _run_in_loop(_aio(spec["url"], [b.encode() for b in spec["bodies"]], spec["headers"],
+                            spec["connections"], spec["duration"], spec.get("rate")))
+    sys.stdout.buffer.write(msgspec.json.encode(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Pieces of the bench suite that need no server: nonce bodies, CPU plans, py-spy stacks,
+quantiles, the targets verdicts and the README update."""
+from __future__ import annotations
+
+from bench.loadgen import NONCE, Bodies, LoadResult, quantiles
+from bench.pyspy import top_frames
+from bench.report import README_BEGIN, README_END, targets, update_readme
+from bench.suite import Memory, Results, Row, plan_cpus
+
+
+def test_bodies_with_a_nonce_are_unique_and_plain_ones_repeat():
+    b = Bodies([b'{"c": "x ' + NONCE.encode() + b'"}', b'{"c": "y"}'])
+    sent = [b.next() for _ in range(6)]
+    assert len({s for s in sent[0::2]}) == 3 and all(NONCE.encode() not in s for s in sent)
+    assert sent[1] == sent[3] == sent[5] == b'{"c": "y"}'
+
+
+def test_quantiles_of_a_known_list():
+    q = quantiles([float(i) for i in range(1, 101)])
+    assert (q["p50_ms"], q["p90_ms"], q["p99_ms"], q["max_ms"]) == (51.0, 91.0, 100.0, 100.0)
+    assert q["cdf"][0] == (0, 1.0) and q["cdf"][-1] == (100, 100.0)
+    assert quantiles([])["p50_ms"] == 0.0
+
+
+def test_plan_cpus(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert plan_cpus("auto", 1) == ("0", "1", "1")
+    assert plan_cpus("auto", 2) == (None, None, None)
+    assert plan_cpus("none", 1) == (None, None, None)
+    assert plan_cpus("0/1/", 1) == ("0", "1", None)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert plan_cpus("auto", 2) == ("0-1", "2", "3")
+
+
+def test_top_frames_from_collapsed_stacks(tmp_path):
+    raw = tmp_path / "stacks.txt"
+    raw.write_text(
+        "MainThread (1);main (proxy/cli.py:10);handle (proxy/handlers.py:5);dumps (orjson.py:1) 30\n"
+        "MainThread (1);main (proxy/cli.py:10);handle (proxy/handlers.py:7) 10\n"
+        "MainThread (1);main (proxy/cli.py:10);write (/x/site-packages/aiohttp/http_writer.py:3) 60\n")
+    t = top_frames(str(raw))
+    assert t["samples"] == 100
+    assert t["self"][0] == ("write (aiohttp/http_writer.py)", 60, 60.0)
+    assert ("handle (proxy/handlers.py)", 10, 10.0) in t["self"]
+    incl = dict((k, v) for k, v, _ in t["inclusive"])
+    assert incl["handle (proxy/handlers.py)"] == 40       # self 10 + callee 30, lines merged
+    assert "main (proxy/cli.py)" not in incl              # in every stack: dropped
+
+
+def _lr(rps, p50, p99, requests=1000, errors=0, rate=None):
+    return LoadResult("wrk", requests, errors, 1.0, rps, p50, p50, p99, p99, rate=rate)
+
+
+def _results(gw_errors=0):
+    rows = [Row("nonstream", "direct", closed=_lr(9000, 1.0, 2.0)),
+            Row("nonstream", "faregate", closed=_lr(4200, 2.0, 4.0),
+                open=_lr(2100, 1.3, 2.0, errors=gw_errors, rate=2100),
+                direct_open=_lr(2100, 1.0, 1.0, rate=2100))]
+    mem = [Memory("faregate", 1, 50.0, 51.0, 60.0, 60.0, 2_000_000, 0.05)]
+    return Results({"workers": 1, "date": "d", "command": "c", "cores": 2, "cpu": "x",
+                    "load_average_at_end": "0"}, rows, mem, [])
+
+
+def test_targets_pass_fail_and_errors():
+    t = {name: (measured, verdict) for name, _, measured, verdict in targets(_results())}
+    assert t["non-stream requests/s per worker"] == ("4,200", "PASS")
+    assert t["added latency p50, half of max load (at 2100/s)"] == ("0.30 ms", "PASS")
+    assert t["added latency p99, half of max load (at 2100/s)"] == ("1.00 ms", "PASS")
+    assert t["streams/s per worker"][1] == "n/a"
+    assert t["RSS per worker (max)"] == ("60.0 MB", "PASS")
+    assert t["RSS flat (growth per 100k requests)"][1] == "PASS"
+    t = {name: verdict for name, _, _, verdict in targets(_results(gw_errors=500))}
+    assert t["added latency p50, half of max load (at 2100/s)"].startswith("FAIL")
+
+
+def test_update_readme_replaces_only_between_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# X\n\nbefore\n{README_BEGIN}\nold table\n{README_END}\nafter\n")
+    assert update_readme(_results(), str(readme), "folder")
+    text = readme.read_text()
+    assert "old table" not in text and "before" in text and "after" in text
+    assert "| non-stream requests/s per worker | ≥ 4,000 | 4,200 | PASS |" in text
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not update_readme(_results(), str(plain), "folder")
+    assert plain.read_text() == "no markers\n"
