@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--demo", action="store_true", help="serve built-in simulated providers (no keys needed)")
     s.add_argument("--no-access-log", action="store_true", help="do not print one JSON line per request")
     s.add_argument("--log-level", default=os.environ.get("FAREGATE_LOG_LEVEL", "INFO"))
+    sub.add_parser("bench", add_help=False,
+                   help="the bench suite: load tests on the mock providers, side by side with "
+                        "LiteLLM and Portkey (faregate bench --help; same as python -m bench)")
     return ap
 
 
@@ -161,6 +164,11 @@ def _supervise(cfg: Config, host: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # everything after `bench` belongs to the bench suite's own parser (python -m bench)
+        from bench.__main__ import main as bench_main
+        return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
