@@ -274,7 +274,8 @@ def probe(target: Target, body_plain: bytes, body_stream: bytes) -> str | None:
         detail = ""
         if log:
             lines = [ln for ln in _tail(log, 4000).splitlines() if "Error" in ln or "error" in ln]
-            detail = f" (its log: {lines[-1].strip()[:200]})" if lines else ""
+            last = lines[-1].rsplit("...", 1)[-1].strip() if lines else ""   # after a spinner
+            detail = f" (its log: {last[:200]})" if last else ""
         target.note = f"streaming fails: {why.strip()}{detail}"
     return None
 

@@ -301,7 +301,7 @@ def _plots(results, folder: str) -> list[str]:
         for ax, sc in zip(axes[0], scen):
             drawn_direct = set()
             for r in _rows(results):
-                if r.scenario != sc:
+                if r.scenario != sc or r.target == "direct":   # direct: drawn at each rate below
                     continue
                 res = r.open or r.closed
                 if res and res.cdf:
