@@ -201,15 +201,24 @@ def corpus() -> dict[str, list[str]]:
     }
 
 
+def _whitespace_runs():
+    """Every run length of each kind of whitespace between two words, for the tables."""
+    out = []
+    for unit in (" ", "\t", "\n", "\r\n", "  \n"):
+        out.append("".join(f"word{unit * n}next " for n in range(1, 70)))
+    return out
+
+
 def training_texts() -> list[str]:
     docs, sources = _stdlib_texts(_TRAIN_MODULES)
     return (docs + sources + _json_samples(11, 200) + _number_samples(12, 100)
-            + _url_samples(13, 100) + _whitespace_samples(14, 100)
+            + _url_samples(13, 100) + _whitespace_samples(14, 100) + _whitespace_runs()
             + CJK + OTHER_LANGUAGES + EMOJI + CHAT + CODE_SNIPPETS)
 
 
-def _fill(sums, counts, size, min_count, fallback):
-    """Means by length 0..size-1 where there are samples, interpolated where not."""
+def _fill(sums, counts, size, min_count, fallback, slope=None):
+    """Means by length 0..size-1 where there are samples; interpolated between them,
+    extended past the last one by `slope` per unit, `fallback(n)` before the first."""
     known = {n: sums[n] / counts[n] for n in range(size) if counts.get(n, 0) >= min_count}
     out = []
     for n in range(size):
@@ -220,6 +229,8 @@ def _fill(sums, counts, size, min_count, fallback):
         hi = min((k for k in known if k > n), default=None)
         if lo is not None and hi is not None:
             out.append(known[lo] + (known[hi] - known[lo]) * (n - lo) / (hi - lo))
+        elif lo is not None and slope is not None:
+            out.append(known[lo] + (n - lo) * slope)
         else:
             out.append(fallback(n))
     return [int(round(v * 1000)) for v in out]
@@ -262,16 +273,24 @@ def calibrate(texts=None, encoding="o200k_base") -> str:
             per_prefix.append(_fill(merged_s, merged_c, 25, 3, lambda n, r=r_all: max(1.0, n * r)))
         word.append(per_prefix)
 
-    def one_d(kind, prefix, size, default_rate):
-        key = (kind, 0, prefix)
-        r = rate([key], size) or rate([key], 1) or default_rate
-        table = _fill(sums[key], counts[key], size, 3, lambda n: max(1.0, n * r))
-        return table, int(round(r * 1000))
+    def one_d(kind, prefix, size, default_rate, group=0):
+        key = (kind, group, prefix)
+        long_rate = rate([key], size) or default_rate
+        r = rate([key], 1) or default_rate
+        table = _fill(sums[key], counts[key], size, 3, lambda n: max(1.0, n * r), long_rate)
+        return table, int(round(long_rate * 1000))
 
+    # default rates past the fitted lengths (o200k_base: a token per ~80 spaces, ~20 tabs,
+    # ~12 line feeds; long punctuation runs about every two characters)
     punct = [one_d(H.K_PUNCT, p, 17, 0.5) for p in range(2)]
     sym = [one_d(H.K_SYM, p, 33, 0.4) for p in range(2)]
-    nl, nl_slope = one_d(H.K_NL, 0, 17, 0.3)
-    ws, ws_slope = one_d(H.K_WS, 0, 65, 0.05)
+    nl = [one_d(H.K_NL, 0, H.WS_SHORT + 1, 0.1, g) for g in range(2)]
+    ws = [one_d(H.K_WS, 0, H.WS_SHORT + 1, 0.05, g) for g in range(2)]
+    # long whitespace: exact counts of homogeneous runs (space, tab, line feed, other)
+    run, run_slope = [], []
+    for ch in (" ", "\t", "\n", "\u3000"):
+        run.append(tuple(len(enc.encode_ordinary(ch * n)) * 1000 for n in range(65)))
+        run_slope.append(int(round(len(enc.encode_ordinary(ch * 6400)) * 1000 / 6400)))
     lines = [
         '"""Estimator tables (milli-tokens per piece), fitted to o200k_base exact counts.',
         "",
@@ -283,10 +302,10 @@ def calibrate(texts=None, encoding="o200k_base") -> str:
         f"PUNCT_SLOPE = {max(s for _, s in punct)!r}",
         f"SYM = {tuple(tuple(t) for t, _ in sym)!r}",
         f"SYM_SLOPE = {max(s for _, s in sym)!r}",
-        f"NL = {tuple(nl)!r}",
-        f"NL_SLOPE = {nl_slope!r}",
-        f"WS = {tuple(ws)!r}",
-        f"WS_SLOPE = {ws_slope!r}",
+        f"NL = {tuple(tuple(t) for t, _ in nl)!r}",
+        f"WS = {tuple(tuple(t) for t, _ in ws)!r}",
+        f"RUN = {tuple(run)!r}",
+        f"RUN_SLOPE = {tuple(run_slope)!r}",
     ]
     return "\n".join(lines) + "\n"
 

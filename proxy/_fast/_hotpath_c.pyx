@@ -235,7 +235,9 @@ cdef enum:
     PUNCT_LEN = 17
     SYM_LEN = 33
     NL_LEN = 17
-    WS_LEN = 65
+    RUN_LEN = 65
+    WS_SHORT = 16
+    WS_LEN = 17
 
 
 ctypedef fused uchar_t:
@@ -248,19 +250,21 @@ cdef long long T_WORD[N_GROUPS][3][WORD_LEN]
 cdef long long T_WORD_SLOPE[N_GROUPS]
 cdef long long T_PUNCT[2][PUNCT_LEN]
 cdef long long T_SYM[2][SYM_LEN]
-cdef long long T_NL[NL_LEN]
-cdef long long T_WS[WS_LEN]
-cdef long long T_PUNCT_SLOPE, T_SYM_SLOPE, T_NL_SLOPE, T_WS_SLOPE
+cdef long long T_NL[2][NL_LEN]
+cdef long long T_WS[2][WS_LEN]
+cdef long long T_RUN[4][RUN_LEN]
+cdef long long T_RUN_SLOPE[4]
+cdef long long T_PUNCT_SLOPE, T_SYM_SLOPE
 
 
 cdef void _load_tables() except *:
-    global T_PUNCT_SLOPE, T_SYM_SLOPE, T_NL_SLOPE, T_WS_SLOPE
+    global T_PUNCT_SLOPE, T_SYM_SLOPE
     cdef int g, p, n
     for n in range(128):
         ASCII_KIND[n] = _py._ASCII_KIND[n]
     assert len(_T.WORD) == N_GROUPS and len(_T.WORD[0][0]) == WORD_LEN
     assert len(_T.PUNCT[0]) == PUNCT_LEN and len(_T.SYM[0]) == SYM_LEN
-    assert len(_T.NL) == NL_LEN and len(_T.WS) == WS_LEN
+    assert len(_T.NL[0]) == NL_LEN and len(_T.WS[0]) == WS_LEN
     for g in range(N_GROUPS):
         T_WORD_SLOPE[g] = _T.WORD_SLOPE[g]
         for p in range(3):
@@ -271,14 +275,18 @@ cdef void _load_tables() except *:
             T_PUNCT[p][n] = _T.PUNCT[p][n]
         for n in range(SYM_LEN):
             T_SYM[p][n] = _T.SYM[p][n]
-    for n in range(NL_LEN):
-        T_NL[n] = _T.NL[n]
-    for n in range(WS_LEN):
-        T_WS[n] = _T.WS[n]
+    for p in range(2):
+        for n in range(NL_LEN):
+            T_NL[p][n] = _T.NL[p][n]
+        for n in range(WS_LEN):
+            T_WS[p][n] = _T.WS[p][n]
     T_PUNCT_SLOPE = _T.PUNCT_SLOPE
     T_SYM_SLOPE = _T.SYM_SLOPE
-    T_NL_SLOPE = _T.NL_SLOPE
-    T_WS_SLOPE = _T.WS_SLOPE
+    assert len(_T.RUN[0]) == RUN_LEN and NL_LEN == WS_LEN == _py.WS_SHORT + 1
+    for p in range(4):
+        T_RUN_SLOPE[p] = _T.RUN_SLOPE[p]
+        for n in range(RUN_LEN):
+            T_RUN[p][n] = _T.RUN[p][n]
 
 
 _load_tables()
@@ -351,6 +359,38 @@ cdef inline long long _run(const long long* table, Py_ssize_t size, long long sl
 
 cdef inline int _utf8_len(Py_UCS4 o) noexcept nogil:
     return 1 if o < 0x80 else 2 if o < 0x800 else 3 if o < 0x10000 else 4
+
+
+cdef inline int _ws_group(const uchar_t* data, Py_ssize_t start, Py_ssize_t end,
+                          unsigned int plain) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(start, end):
+        if data[k] != plain:
+            return 1
+    return 0
+
+
+cdef inline int _ws_type(unsigned int ch) noexcept nogil:
+    return 0 if ch == 32 else 1 if ch == 9 else 2 if ch == 10 or ch == 13 else 3
+
+
+cdef inline long long _ws_cost(const uchar_t* data, Py_ssize_t start, Py_ssize_t end,
+                               unsigned int plain, const long long* short_table) noexcept nogil:
+    """Twin of _hotpath_py._piece_cost / _long_ws_cost for a whitespace piece."""
+    cdef Py_ssize_t n = end - start, k, m
+    cdef long long total = 0
+    cdef int t
+    if n <= WS_SHORT:
+        return short_table[_ws_group(data, start, end, plain) * (WS_SHORT + 1) + n]
+    k = start
+    while k < end:
+        t = _ws_type(data[k])
+        m = k + 1
+        while m < end and _ws_type(data[m]) == t:
+            m += 1
+        total += _run(&T_RUN[t][0], RUN_LEN, T_RUN_SLOPE[t], m - k)
+        k = m
+    return total
 
 
 cdef inline int _contraction(const uchar_t* data, Py_ssize_t j, Py_ssize_t n) noexcept nogil:
@@ -446,7 +486,7 @@ cdef long long _estimate_milli(const uchar_t* data, Py_ssize_t n) except -1:
                 j += 1
             rest = i
             if last_nl >= 0:
-                total += _run(T_NL, NL_LEN, T_NL_SLOPE, last_nl + 1 - i)
+                total += _ws_cost(data, i, last_nl + 1, 10, &T_NL[0][0])
                 rest = last_nl + 1
             r = j - rest
             if r > 0 and j < n:
@@ -458,10 +498,11 @@ cdef long long _estimate_milli(const uchar_t* data, Py_ssize_t n) except -1:
                     space_lead = 1
                     r -= 1
                 elif nk == K_DIGIT and r > 1:
-                    total += _run(T_WS, WS_LEN, T_WS_SLOPE, r - 1)
+                    total += _ws_cost(data, rest, j - 1, 32, &T_WS[0][0])
+                    rest = j - 1
                     r = 1
             if r > 0:
-                total += _run(T_WS, WS_LEN, T_WS_SLOPE, r)
+                total += _ws_cost(data, rest, rest + r, 32, &T_WS[0][0])
             i = j
         else:
             j = i

@@ -281,12 +281,22 @@ def _contraction(text, j, n):
     return 0
 
 
+def _ws_group(text, start, end, plain):
+    """0 when text[start:end] is all `plain` (spaces, or line feeds), else 1: runs of
+    tabs or mixed whitespace tokenize differently from runs of one character."""
+    for k in range(start, end):
+        if text[k] != plain:
+            return 1
+    return 0
+
+
 def _pieces(text):
     """Yield (kind, group, prefix, length, start, end) for each estimated piece.
 
     kind: K_LETTER (group = script, prefix 0 none/1 whitespace/2 other char), K_DIGIT
     (length = digits), K_PUNCT / K_SYM (prefix 1 when a space leads; length in UTF-8
-    bytes), K_NL (whitespace ending in a line break), K_WS (other whitespace)."""
+    bytes), K_NL (whitespace ending in a line break), K_WS (other whitespace); for these
+    two, group 0 is a run of line feeds or spaces only, group 1 anything mixed."""
     n = len(text)
     i = 0
     prefix = 0
@@ -339,7 +349,7 @@ def _pieces(text):
                 j += 1
             rest = i
             if last_nl >= 0:
-                yield K_NL, 0, 0, last_nl + 1 - i, i, last_nl + 1
+                yield K_NL, _ws_group(text, i, last_nl + 1, "\n"), 0, last_nl + 1 - i, i, last_nl + 1
                 rest = last_nl + 1
             r = j - rest
             if r > 0 and j < n:
@@ -351,11 +361,11 @@ def _pieces(text):
                     space_lead = 1
                     r -= 1
                 elif nk == K_DIGIT and r > 1:
-                    yield K_WS, 0, 0, r - 1, rest, j - 1
+                    yield K_WS, _ws_group(text, rest, j - 1, " "), 0, r - 1, rest, j - 1
                     rest = j - 1
                     r = 1
             if r > 0:
-                yield K_WS, 0, 0, r, rest, rest + r
+                yield K_WS, _ws_group(text, rest, rest + r, " "), 0, r, rest, rest + r
             i = j
         else:
             j = i
@@ -396,8 +406,30 @@ def _piece_cost(kind, group, prefix, length):
     if kind == K_SYM:
         return _run_cost(_T.SYM[prefix], _T.SYM_SLOPE, length)
     if kind == K_NL:
-        return _run_cost(_T.NL, _T.NL_SLOPE, length)
-    return _run_cost(_T.WS, _T.WS_SLOPE, length)
+        return _T.NL[group][length]
+    return _T.WS[group][length]
+
+
+WS_SHORT = 16  # whitespace pieces up to this long cost a table entry; longer ones, by parts
+
+
+def _ws_type(ch):
+    return 0 if ch == " " else 1 if ch == "\t" else 2 if ch == "\n" or ch == "\r" else 3
+
+
+def _long_ws_cost(text, start, end):
+    """A long whitespace piece: the sum of its runs of spaces, tabs, line breaks and other
+    whitespace, each priced like a homogeneous run of that length (RUN tables)."""
+    total = 0
+    k = start
+    while k < end:
+        t = _ws_type(text[k])
+        m = k + 1
+        while m < end and _ws_type(text[m]) == t:
+            m += 1
+        total += _run_cost(_T.RUN[t], _T.RUN_SLOPE[t], m - k)
+        k = m
+    return total
 
 
 def count_text_tokens(text: str) -> int:
@@ -406,8 +438,11 @@ def count_text_tokens(text: str) -> int:
     Linear time in len(text) whatever its content; see bench/bench_fast.py for the error
     against exact counts by content type. Empty text is 0 tokens."""
     total = 0
-    for kind, group, prefix, length, _s, _e in _pieces(text):
-        total += _piece_cost(kind, group, prefix, length)
+    for kind, group, prefix, length, start, end in _pieces(text):
+        if (kind == K_NL or kind == K_WS) and length > WS_SHORT:
+            total += _long_ws_cost(text, start, end)
+        else:
+            total += _piece_cost(kind, group, prefix, length)
     return (total + 500) // 1000
 
 
