@@ -213,10 +213,8 @@ def encode_sse(bytes data, event=None):
     return body + b"\n"
 
 
-# ---------------------------------------------------------------------------------------
 # Token estimation: a port of _hotpath_py._pieces / _piece_cost, one pass over the code
 # points with no Python objects (bench_fast: count_text_tokens).
-# ---------------------------------------------------------------------------------------
 
 
 cdef enum:
@@ -556,12 +554,10 @@ cpdef long count_text_tokens(str text) except -1:
 count_chat_tokens = make_count_chat(count_text_tokens)
 
 
-# ---------------------------------------------------------------------------------------
 # extract_chunk: a validating scanner over the JSON bytes that builds only the strings it
 # returns (bench_fast: extract_chunk). Whatever it is not sure about (escaped keys, \u
 # surrogates, exponents, long numbers, deep nesting, non-object payloads, invalid JSON)
 # goes to the reference, so the result is always the reference's.
-# ---------------------------------------------------------------------------------------
 
 cdef enum:
     SC_OK = 0
@@ -1087,10 +1083,8 @@ def extract_chunk(data):
             has_error and not has_choices)
 
 
-# ---------------------------------------------------------------------------------------
 # Cache keys: the same canonical form as the twin (whose docstring is the contract); the
 # walk that rewrites integral floats is typed here, orjson serializes, blake2b hashes.
-# ---------------------------------------------------------------------------------------
 
 CACHE_EXCLUDED = _py.CACHE_EXCLUDED
 cdef frozenset _EXCLUDED = _py.CACHE_EXCLUDED
@@ -1207,9 +1201,7 @@ def cache_key_hex(dict body, route, scope=""):
     return cache_key(body, route, scope).hex()
 
 
-# ---------------------------------------------------------------------------------------
 # Weighted selection: cumulative sums in a C array, binary search (bench_fast: pick).
-# ---------------------------------------------------------------------------------------
 
 cdef class _Weights:
     cdef double* cum
@@ -1312,9 +1304,7 @@ cdef class WeightedPicker:
         return self.pick(rng.random())
 
 
-# ---------------------------------------------------------------------------------------
 # Latency windows: same bins and ring as the twin, in C arrays (bench_fast: latency).
-# ---------------------------------------------------------------------------------------
 
 cdef enum:
     LW_SUB = 16

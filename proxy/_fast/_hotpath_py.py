@@ -171,7 +171,6 @@ def encode_sse(data: bytes, event: str | None = None) -> bytes:
     return body + b"\n"
 
 
-# ---------------------------------------------------------------------------------------
 # Token estimation
 #
 # The text is cut into the pieces o200k_base's split pattern would make (words with an
@@ -180,9 +179,11 @@ def encode_sse(data: bytes, event: str | None = None) -> bytes:
 # trailing newlines; whitespace runs, the last space of which goes to a following word).
 # Each piece costs a calibrated number of milli-tokens looked up by (kind, script, prefix,
 # length) in `_token_tables`; the sum is rounded once at the end. BPE never merges across
-# these pieces, so per-piece averages fitted on a corpus give unbiased totals. Every step
-# is integer arithmetic on code points, so the compiled twin gives the same number.
-# ---------------------------------------------------------------------------------------
+# these pieces, so per-piece averages fitted on a corpus give unbiased totals. Whitespace
+# pieces longer than WS_SHORT are priced by their runs of one kind of whitespace instead,
+# from exact counts of such runs. Every step is integer arithmetic on code points (case
+# and letter tests use the same unicodedata flags as the C API), so the compiled twin
+# gives the same number.
 
 K_LOWER, K_UPPER, K_DIGIT, K_SPACE, K_WS, K_NL, K_PUNCT, K_LETTER, K_SYM = range(9)
 
@@ -449,9 +450,7 @@ def count_text_tokens(text: str) -> int:
 count_chat_tokens = make_count_chat(count_text_tokens)
 
 
-# ---------------------------------------------------------------------------------------
 # Delta extraction from OpenAI stream chunks
-# ---------------------------------------------------------------------------------------
 
 def extract_chunk(data: bytes) -> tuple:
     """What accounting needs from one `chat.completion.chunk` JSON payload.
@@ -504,9 +503,7 @@ def _extract_obj(obj) -> tuple:
     return ("".join(content), "".join(args), finish, usage, is_error)
 
 
-# ---------------------------------------------------------------------------------------
 # Cache keys
-# ---------------------------------------------------------------------------------------
 
 # Fields that cannot change the answer: transport (stream, stream_options), bookkeeping
 # (user, metadata, store, request ids, prompt_cache_key, safety_identifier) and the
@@ -636,9 +633,7 @@ def cache_key_hex(body: dict, route: str, scope: str = "") -> str:
 _DUMPS_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
-# ---------------------------------------------------------------------------------------
 # Weighted selection
-# ---------------------------------------------------------------------------------------
 
 class WeightedPicker:
     """Pick index i with probability weights[i] / sum(weights), in O(log N).
@@ -721,13 +716,11 @@ class WeightedPicker:
         return self.pick(rng.random())
 
 
-# ---------------------------------------------------------------------------------------
 # Latency windows
-# ---------------------------------------------------------------------------------------
 
 # Log-scale bins: 16 per power of two, linear inside each octave, from 2**-4 ms to 2**24 ms
 # (about 4.7 hours); bin 0 holds smaller values, the last bin larger ones. A quantile is
-# reported as the midpoint of its bin: relative error at most 1/33 (3.1%) inside the range.
+# reported as the midpoint of its bin: relative error at most 1/32 (3.1%) inside the range.
 LW_SUB = 16
 LW_EMIN = -3          # frexp exponent of the smallest tracked value (2**-4 ms)
 LW_EMAX = 25          # frexp exponent past the largest tracked value (2**24 ms)
