@@ -18,7 +18,13 @@ _ALPHABET = st.sampled_from(
     + ["🎉", "👍🏽", "\u200d", "\ufe0f", "\u00a0", "\u3000", "\u2028", "½", "²", "Ⅳ", "\u0301",
        "\ud800", "ǅ", "İ", "ſ", "K"])
 
-texts = st.one_of(st.text(max_size=300), st.lists(_ALPHABET, max_size=300).map("".join))
+texts = st.one_of(
+    st.text(max_size=300),
+    st.lists(_ALPHABET, max_size=300).map("".join),
+    # runs: long whitespace, digit, punctuation and letter runs hit the tables' far ends
+    st.lists(st.tuples(_ALPHABET, st.integers(1, 120)), max_size=12).map(
+        lambda runs: "".join(ch * n for ch, n in runs)),
+)
 
 
 @SETTINGS
@@ -26,6 +32,15 @@ texts = st.one_of(st.text(max_size=300), st.lists(_ALPHABET, max_size=300).map("
 def test_count_text_tokens_parity(both, text):
     py, c = both
     assert c.count_text_tokens(text) == py.count_text_tokens(text)
+
+
+def test_count_text_tokens_parity_on_the_corpus(both):
+    from bench.token_corpus import corpus
+
+    py, c = both
+    for samples in corpus().values():
+        for text in samples:
+            assert c.count_text_tokens(text) == py.count_text_tokens(text)
 
 
 @SETTINGS

@@ -115,3 +115,20 @@ def test_chat_tools_add_tokens(kernels):
 def test_chat_tolerates_odd_shapes(kernels):
     assert kernels.count_chat_tokens({}) == 3
     assert kernels.count_chat_tokens({"messages": [None, 3, {"content": 5}, {"content": [None, {"type": "x"}]}]}) == 3 + 3 + 3
+
+
+def test_estimator_error_targets():
+    """The issue's targets: MAE <= 5% on prose, code and chat, <= 10% over the corpus."""
+    from bench.token_corpus import corpus
+    from proxy._fast import count_text_tokens
+
+    exact = exact_token_counter()
+    if exact is None:
+        pytest.skip("no exact counter installed")
+    all_errs = []
+    for kind, samples in corpus().items():
+        errs = [abs(count_text_tokens(s) - exact(s)) / max(exact(s), 1) for s in samples]
+        all_errs += errs
+        if kind in ("prose", "code", "chat"):
+            assert sum(errs) / len(errs) <= 0.05, kind
+    assert sum(all_errs) / len(all_errs) <= 0.10
