@@ -61,13 +61,13 @@ def check_answer(result: dict, body: dict, cfg: CascadeConfig, regex: re.Pattern
     finish = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
     tool_calls = message.get("tool_calls")
     checks = cfg.checks
-    if "non_empty" in checks and not text.strip() and not tool_calls:
-        return "empty answer"
     if "no_refusal" in checks:
         if message.get("refusal") or finish == "content_filter":
             return "refusal"
         if len(text) < 400 and _REFUSAL_RE.match(text):
             return "refusal"
+    if "non_empty" in checks and not text.strip() and not tool_calls:
+        return "empty answer"
     if tool_calls:  # a tool call is checked by the caller's tool, not here
         return None
     parsed: Any = None

@@ -8,7 +8,7 @@ score maps to a minimum catalog tier (1-5) through ascending `tiers` thresholds:
 reasons, so `x-faregate-route` can say why a request went where it went.
 
 Only the system prompt and the last user message are scanned for words and patterns (the
-first `scan_chars` of each): they carry the task; earlier turns count through the token
+first and last `scan_chars`/2 characters of each): they carry the task; earlier turns count through the token
 total and the conversation depth. No I/O, no model, microseconds per request.
 """
 from __future__ import annotations
@@ -47,20 +47,42 @@ class Estimate(msgspec.Struct, frozen=True):
     reasons: tuple[str, ...]
 
 
+def _clip(text: str, limit: int) -> str:
+    """The head and the tail of a long text: where a prompt states its task."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return text[:half] + "\n" + text[-half:]
+
+
 def _text_of(content: Any, limit: int) -> str:
     if isinstance(content, str):
-        return content[:limit]
+        return _clip(content, limit)
     if isinstance(content, list):
-        parts = []
-        n = 0
-        for part in content:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-                n += len(part["text"])
-                if n >= limit:
-                    break
-        return "\n".join(parts)[:limit]
+        return _clip("\n".join(p["text"] for p in content
+                               if isinstance(p, dict) and isinstance(p.get("text"), str)), limit)
     return ""
+
+
+# Cheap substring hints checked before each pattern (str.find runs at memory speed, the
+# patterns do not): prose without any hint never pays for the pattern.
+_CODE_HINTS = ("```", "def ", "class ", "import ", "function", "const ", "let ", "var ", "public ",
+               "private ", "#include", "select ", "create table", "stack trace", "traceback", "segfault",
+               "compile", "refactor", "unit test", "regex", "sql", "bug in", ";", "{", "}")
+_MATH_HINTS = ("\\", "$", "prov", "proof", "theorem", "lemma", "deriv", "integral", "equation", "eigen",
+               "probabil", "combinator", "matrix", "optimi", "^", "*", "/", "=", "<", ">")
+_STEP_HINTS = ("1.", "1)", "- ", "* ", "\u2022", "step", "first", "then", "next", "after that", "finally",
+               "afterwards")
+_REASONING_HINTS = ("step", "analy", "compar", "trade", "evaluat", "explain why", "reason about", "design",
+                    "architecture", "plan ", "strategy", "pros and cons", "critique", "root cause",
+                    "think carefully")
+
+
+def _hinted(lowered: str, hints: tuple[str, ...]) -> bool:
+    for h in hints:
+        if h in lowered:
+            return True
+    return False
 
 
 def _k(n: float) -> str:
@@ -98,6 +120,7 @@ class ComplexityEstimator:
                 last_user = _text_of(msg.get("content"), limit)
                 break
         text = f"{system}\n{last_user}" if system else last_user
+        lowered = text.lower()
         score = self.cfg.base
         reasons: list[str] = []
 
@@ -113,14 +136,14 @@ class ComplexityEstimator:
             fire("long_prompt", "long prompt")
         elif prompt_tokens > rules["long_prompt"].above:
             fire("long_prompt", f"{_k(prompt_tokens)}-token prompt")
-        if _CODE_RE.search(text):
+        if _hinted(lowered, _CODE_HINTS) and _CODE_RE.search(text):
             fire("code", "code")
-        if _MATH_RE.search(text):
+        if _hinted(lowered, _MATH_HINTS) and _MATH_RE.search(text):
             fire("math", "math")
-        steps = len(_STEP_RE.findall(last_user))
+        steps = len(_STEP_RE.findall(last_user)) if _hinted(lowered, _STEP_HINTS) else 0
         if steps >= rules["multi_step"].above:
             fire("multi_step", f"{steps} steps")
-        if _REASONING_RE.search(text):
+        if _hinted(lowered, _REASONING_HINTS) and _REASONING_RE.search(text):
             fire("reasoning", "reasoning")
         if len(messages) > rules["deep_conversation"].above:
             fire("deep_conversation", f"{len(messages)} messages")

@@ -8,8 +8,9 @@
 Rules:
 - Candidates are taken in the plan's order, but after a failure the next one is on a
   provider that has not failed yet, where there is one.
-- A deployment whose breaker is open is skipped (fail fast); while half-open it takes one
-  probe slot. A `retry-after` blocks the deployment (for every request) until then; a
+- A deployment whose breaker is open is skipped; while half-open it takes one probe slot.
+  When every candidate's breaker is open, they are all tried anyway ("panic mode"): the
+  breaker moves traffic to healthy deployments, it does not turn a route into a 503. A `retry-after` blocks the deployment (for every request) until then; a
   blocked candidate is waited for only when it is the best one left and the wait is under
   `max_retry_wait_s` and the deadline.
 - Going back to a provider that already failed in this request waits an exponential backoff
@@ -34,7 +35,7 @@ from adapters.base import Deployment, ProviderError, openai_error_body
 from .cascade import check_answer
 from .cost import cost_usd
 from .errors import GatewayError
-from .health import DEPLOYMENT_FAULTS
+from .health import CLOSED, DEPLOYMENT_FAULTS
 from .routing import Member, RoutePlan, Router
 
 __all__ = ["Attempt", "FailoverRun"]
@@ -74,6 +75,10 @@ class FailoverRun:
         self.billed: list[tuple[Deployment, dict | None]] = []
         self.notes: list[str] = []
         self.cascade_failed: str | None = None
+        # Panic mode (Envoy's term): when every candidate's breaker is open, the breakers are
+        # ignored for this request: trying is better than a certain 503.
+        now = router.clock()
+        self.panic = all(m.health.breaker.state(now) != CLOSED for m in plan.members)
 
     # ---- choosing ---------------------------------------------------------------------------
     def time_left(self) -> float:
@@ -115,7 +120,7 @@ class FailoverRun:
             if wait > min(self.cfg.max_retry_wait_s, left):
                 self.skipped.append((m, wait))
                 continue
-            if not m.health.breaker.allow(now + wait):
+            if not m.health.breaker.allow(now) and not self.panic:
                 self.skipped.append((m, m.health.breaker.retry_in(now)))
                 continue
             return m, wait

@@ -67,7 +67,7 @@ class ComplexityConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     tiers: list[float] = msgspec.field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0])  # score thresholds for tiers 2, 3, 4, 5
     rules: dict[str, Rule] = {}                 # overrides of DEFAULT_RULES, by name
     extra: list[ExtraRule] = []
-    scan_chars: int = 8000
+    scan_chars: int = 3000
 
 
 class BreakerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
