@@ -993,8 +993,8 @@ cdef int _choice(Scan* s, bytes data, _Acc acc) except -3:
 
 cdef int _choices(Scan* s, bytes data, _Acc acc) except -3:
     cdef int r
-    acc.content = []
-    acc.args = []
+    acc.content = None
+    acc.args = None
     acc.finish = None
     s.i += 1
     _ws(s)
@@ -1007,9 +1007,15 @@ cdef int _choices(Scan* s, bytes data, _Acc acc) except -3:
             if r:
                 return r
             if acc.c_content is not None:
-                acc.content.append(acc.c_content)
-            if acc.c_args is not None:
-                acc.args.extend(acc.c_args)
+                if acc.content is None:
+                    acc.content = [acc.c_content]
+                else:
+                    acc.content.append(acc.c_content)
+            if acc.c_args:
+                if acc.args is None:
+                    acc.args = list(acc.c_args)
+                else:
+                    acc.args.extend(acc.c_args)
             if acc.c_finish is not None and acc.c_finish:
                 acc.finish = acc.c_finish
         else:
@@ -1019,6 +1025,14 @@ cdef int _choices(Scan* s, bytes data, _Acc acc) except -3:
         r = _after_member(s, 93)
         if r:
             return 0 if r == 1 else r
+
+
+cdef inline str _joined(list parts):
+    if parts is None:
+        return ""
+    if len(parts) == 1:
+        return parts[0]
+    return "".join(parts)
 
 
 def extract_chunk(data):
@@ -1031,8 +1045,8 @@ def extract_chunk(data):
     s.p = <const unsigned char*>PyBytes_AS_STRING(b)
     s.n = PyBytes_GET_SIZE(b)
     s.i = 0
-    acc.content = []
-    acc.args = []
+    acc.content = None
+    acc.args = None
     acc.finish = None
     _ws(&s)
     if s.i >= s.n or s.p[s.i] != 123:
@@ -1048,8 +1062,8 @@ def extract_chunk(data):
                 if s.i < s.n and s.p[s.i] == 91:
                     r = _choices(&s, b, acc)
                 else:
-                    acc.content = []
-                    acc.args = []
+                    acc.content = None
+                    acc.args = None
                     acc.finish = None
                     r = _skip(&s, 1)
             elif _key_is(&s, b"usage", 5):
@@ -1079,7 +1093,7 @@ def extract_chunk(data):
         usage = orjson_loads(b[u_start:u_end])
         if not usage:
             usage = None
-    return ("".join(acc.content), "".join(acc.args), acc.finish, usage,
+    return (_joined(acc.content), _joined(acc.args), acc.finish, usage,
             has_error and not has_choices)
 
 
