@@ -144,10 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{n} requests (seed {args.seed}), {len(DEPLOYMENTS)} deployments, catalog prices; "
           f"planner {r['plan_us']:.0f} us/request")
     print("workload: " + ", ".join(f"{k} {v / n:.0%}" for k, v in r["kinds"].most_common()))
-    print(f"{'strategy':<34}{'total USD':>12}{'per 1k req':>12}{'vs auto':>10}")
+    print(f"{'strategy':<46}{'total USD':>12}{'per 1k req':>12}{'vs auto':>10}")
     for label, key in ((f"auto (cheapest adequate)", "auto"), (f"all to {r['frontier']} (frontier)", "frontier"),
                        (f"all to {r['cheapest']} (cheapest)", "cheapest")):
-        print(f"{label:<34}{t[key]:>12.4f}{t[key] / n * 1000:>12.4f}{t[key] / t['auto']:>9.2f}x")
+        print(f"{label:<46}{t[key]:>12.4f}{t[key] / n * 1000:>12.4f}{t[key] / t['auto']:>9.2f}x")
     print(f"auto saves {1 - t['auto'] / t['frontier']:.1%} against the frontier model")
     print("minimum tier per request: " + ", ".join(f"tier {k}: {v / n:.1%}" for k, v in sorted(r["tiers"].items())))
     print("served by: " + ", ".join(f"{k} {v / n:.1%}" for k, v in r["served"].most_common()))

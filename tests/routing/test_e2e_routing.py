@@ -149,6 +149,18 @@ def test_error_storm_cools_the_deployment_down_and_traffic_returns(fresh_pair):
     assert t.failed == 0                                      # failover hid the storm from clients
 
 
+def test_rate_limit_headers_move_traffic_before_429s(fresh_pair):
+    gw, a, b = fresh_pair
+    with Traffic(gw, "chat") as t:
+        t.wait_for("deepseek", above=0.3, last=30)
+        behave(b, latency_ms=15, ratelimit_remaining=3)     # of 10000: nearly exhausted
+        t.wait_for("deepseek", below=0.2, last=60, timeout=10)
+        assert b.call(lambda: b.provider.stats["by_status"].get("429", 0)) == 0
+        behave(b, latency_ms=15, ratelimit_remaining=9000)
+        t.wait_for("deepseek", above=0.3, last=40, timeout=20)
+    assert t.failed == 0
+
+
 # ---- several formats and routes on a few mocks ---------------------------------------------
 
 @pytest.fixture(scope="module")
