@@ -31,9 +31,8 @@ from typing import Any, Mapping
 
 from adapters.errors import parse_duration
 
-from .routeconfig import BreakerConfig
-
 from ._fast import LatencyWindow
+from .routeconfig import BreakerConfig
 
 __all__ = ["BreakerConfig", "Breaker", "RateLimitDamper", "DeploymentHealth", "DEPLOYMENT_FAULTS",
            "ratelimit_state", "CLOSED", "OPEN", "HALF_OPEN"]
