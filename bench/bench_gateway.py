@@ -71,7 +71,9 @@ def faregate_config(upstream: str, *, workdir: str | None = None, cache: bool = 
     if "metrics" in fields:
         cfg["metrics"] = {"enabled": True}
     if "cache" in fields and cache:
-        cfg["cache"] = {"enabled": True}
+        # bounded small: with unique prompts every answer is stored, and an unbounded fill
+        # would read as a leak in the RSS check
+        cfg["cache"] = {"enabled": True, "max_bytes": 16 * 1024 * 1024}
     return cfg
 
 
