@@ -124,7 +124,7 @@ class MockProvider:
         st["requests"] += 1
         st["by_model"][model or ""] = st["by_model"].get(model or "", 0) + 1
         st["last_request"] = body
-        st["last_headers"] = dict(request.headers)
+        st["last_headers"] = {str(k): v for k, v in request.headers.items()}
 
     def note_status(self, status: int) -> None:
         st = self.stats["by_status"]
