@@ -519,7 +519,9 @@ class Router:
         facts, _ = self.facts(than)
         if facts is None:
             return []
-        pool = plan.route.members + [m for m in self.table["auto"].members] if "auto" in self.table else plan.route.members
+        pool = list(plan.route.members)
+        if "auto" in self.table:
+            pool += self.table["auto"].members
         out, seen = [], set(exclude)
         for m in pool:
             if m.index in seen:
