@@ -1,7 +1,17 @@
 """The compiled hot path, with its pure-Python twin as the fallback.
 
 `_hotpath_c` (Cython) is used when it was built; `FAREGATE_NO_EXTENSIONS=1` forces the
-twin `_hotpath_py`, which defines the behaviour. Both export the same names.
+twin `_hotpath_py`, which defines the behaviour. Both export the same names:
+
+- `SSEParser().feed(bytes) -> [SSEEvent]`, `encode_sse(data, event=None) -> bytes`
+- `extract_chunk(data) -> (content, tool_args, finish_reason, usage, is_error)`
+- `count_text_tokens(text) -> int` (o200k-calibrated estimate), `count_chat_tokens(body)`
+- `cache_key(body, route, scope="") -> 16 bytes`, `cache_key_hex(...)`, `CACHE_EXCLUDED`
+- `WeightedPicker(weights)`: `.pick(u)`, `.pick_excluding(u, excluded)`, `.replace(weights)`
+- `LatencyWindow(window_s=60.0, slices=12)`: `.observe(ms, ok, now)`, `.quantile(q, now)`,
+  `.p50/.p95/.p99(now)`, `.error_rate(now)`, `.count(now)`
+
+Exact token counts (not a hot-path kernel) are in `proxy.tokens.exact_token_counter`.
 """
 import os
 import sys
