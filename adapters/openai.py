@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from proxy._fast import SSEParser
+from proxy._fast import SSEParser, extract_chunk
 
 from .base import Deployment, ProviderError, UpstreamRequest
 from .errors import decode_json, provider_error, request_rejected
@@ -200,6 +200,23 @@ class OpenAIStream:
                 out.append(self._usage_chunk())
                 out.append(_DONE)
                 continue
+            if (self._envelope is not None and b'"choices":[{' in data and b'"x_groq"' not in data
+                    and b'"error"' not in data):  # OpenRouter sends errors beside choices
+                # The common content chunk: the compiled extractor reads what accounting needs
+                # without building the dict; chunks with usage or errors take the full path.
+                try:
+                    content, args, finish, usage, is_error = extract_chunk(data)
+                except ValueError:
+                    continue
+                if not usage and not is_error:
+                    if content:
+                        self._text.append(content)
+                    if args:
+                        self._text.append(args)
+                    if finish:
+                        self.finish_reason = finish
+                    out.append(b"data: " + data + b"\n\n")
+                    continue
             obj = decode_json(data)
             if not isinstance(obj, dict):
                 continue
