@@ -2,7 +2,9 @@
 
 All shared state hangs off the app (see `GatewayState`), created here, never at import.
 The upstream session opens on startup and closes on cleanup, after in-flight requests and
-streams have finished (aiohttp waits for them up to the shutdown grace period).
+streams have finished (aiohttp waits for them up to the shutdown grace period). So does the
+ledger, which writes every row still buffered on cleanup; the catalog watcher (when a user
+catalog file is configured) polls from startup to cleanup.
 """
 from __future__ import annotations
 
@@ -17,12 +19,17 @@ from adapters.base import Deployment
 
 from . import handlers
 from .accesslog import AccessLog
+from .accounting import Pricing
 from .auth import KeyStore
+from .catalog import CatalogWatcher, default_catalog, load_catalog
 from .cache import ResponseCache
 from .config import Config, ModelConfig
 from .errors import error_middleware
+from .ledger import Ledger
+from .metrics import Metrics, metrics_handler
 from .record import RequestRecord
 from .routing import Router
+from .spend import spend_handler
 from .upstream import Upstream
 
 __all__ = ["create_app", "GatewayState", "STATE", "build_deployments"]
@@ -34,11 +41,28 @@ class GatewayState:
     def __init__(self, config: Config):
         self.config = config
         self.keys = KeyStore(config.keys)
-        self.router = Router(build_deployments(config.models))
+        deployments = build_deployments(config.models)
+        self.router = Router(deployments)
         self.upstream = Upstream(config.upstream)
+        cc = config.catalog
+        self.catalog_watcher: CatalogWatcher | None = None
+        if cc.path:
+            self.catalog_watcher = CatalogWatcher(cc.path, overrides=cc.overrides or None,
+                                                  interval=cc.reload_interval_s)
+            catalog = self.catalog_watcher
+        else:
+            catalog = load_catalog(None, cc.overrides) if cc.overrides else default_catalog()
+        fixed = {id(d): m.price for d, m in zip(deployments, config.models) if m.price is not None}
+        self.pricing = Pricing(catalog, fixed, deployments)
+        self.metrics = Metrics(self.router.routes) if config.metrics.enabled else None
+        self.ledger = Ledger(config.ledger, metrics=self.metrics) if config.ledger.enabled else None
         self.sinks: list[Callable[[RequestRecord], None]] = []
         if config.server.access_log:
             self.sinks.append(AccessLog())
+        if self.ledger is not None:
+            self.sinks.append(self.ledger)
+        if self.metrics is not None:
+            self.sinks.append(self.metrics)
         self.cache = ResponseCache(config.cache, self) if config.cache.enabled else None
         self.draining = False
         self.ready = False
@@ -78,6 +102,10 @@ def build_deployments(models: list[ModelConfig]) -> list[Deployment]:
 async def _on_startup(app: web.Application) -> None:
     state = app[STATE]
     await state.upstream.start()
+    if state.ledger is not None:
+        await state.ledger.start()
+    if state.catalog_watcher is not None:
+        state.catalog_watcher.start()
     state.ready = True
 
 
@@ -90,6 +118,10 @@ async def _on_cleanup(app: web.Application) -> None:
     if state.cache is not None:  # first: a store in flight may still need the upstream session
         await state.cache.close()
     await state.upstream.close()
+    if state.catalog_watcher is not None:
+        await state.catalog_watcher.stop()
+    if state.ledger is not None:
+        await state.ledger.close()
 
 
 def create_app(config: Config) -> web.Application:
@@ -103,7 +135,9 @@ def create_app(config: Config) -> web.Application:
         app.router.add_post(prefix + "/embeddings", handlers.embeddings)
         app.router.add_get(prefix + "/models", handlers.list_models)
         app.router.add_get(prefix + "/models/{model:.+}", handlers.get_model)
+        app.router.add_get(prefix + "/spend", spend_handler)
     app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/readyz", handlers.readyz)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)

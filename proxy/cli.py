@@ -35,6 +35,17 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", add_help=False,
                    help="the bench suite: load tests on the mock providers, side by side with "
                         "LiteLLM and Portkey (faregate bench --help; same as python -m bench)")
+    sp = sub.add_parser("spend", help="print the spend ledger grouped, as a table")
+    sp.add_argument("--db", help="ledger file (default: ledger.path of --config, else ./faregate-ledger.sqlite3)")
+    sp.add_argument("--config", "-c", help="read the ledger path from this config file")
+    sp.add_argument("--group-by", "-g", default="model",
+                    choices=["model", "provider", "key", "user", "tag", "route", "day", "hour"])
+    sp.add_argument("--since", help="start: ISO date or date-time, epoch seconds, or a duration "
+                    "back from now (7d, 24h); default: the beginning")
+    sp.add_argument("--until", help="end (exclusive; a bare date includes that day); default: now")
+    sp.add_argument("--limit", type=int, default=1000, help="most groups shown (default 1000)")
+    sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sp.add_argument("--log-level", default="WARNING")
     return ap
 
 
@@ -143,6 +154,7 @@ def _supervise(cfg: Config, host: str) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    from .metrics import worker_exited
     for slot in range(cfg.server.workers):
         spawn(slot)
     worst = 0
@@ -155,6 +167,7 @@ def _supervise(cfg: Config, host: str) -> int:
             continue
         slot = children.pop(pid, None)
         code = os.waitstatus_to_exitcode(status)
+        worker_exited(pid)
         if stopping or slot is None:
             worst = worst or (code if code > 0 else 0)
             continue
@@ -179,9 +192,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"faregate: config error: {exc}", file=sys.stderr)
             return 2
         host = _bind_host(cfg)
-        if cfg.server.workers <= 1:
-            return _run_worker(cfg, host)
-        return _supervise(cfg, host)
+        if cfg.ledger.enabled:
+            from .ledger import prepare_database
+            try:
+                prepare_database(cfg.ledger.path)
+            except Exception as exc:  # OSError, sqlite3.Error: say which file and why
+                print(f"faregate: cannot open the ledger {cfg.ledger.path}: {exc} "
+                      f"(ledger.path in the config, or ledger.enabled: false)", file=sys.stderr)
+                return 2
+        from .metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_multiprocess_dir
+        metrics_dir = None
+        if cfg.metrics.enabled and (cfg.server.workers > 1 or os.environ.get(MULTIPROC_ENV)):
+            metrics_dir = prepare_multiprocess_dir()  # before prometheus-client is imported
+        try:
+            if cfg.server.workers <= 1:
+                return _run_worker(cfg, host)
+            return _supervise(cfg, host)
+        finally:
+            remove_multiprocess_dir(metrics_dir)
+    if args.command == "spend":
+        from .spend import spend_command
+        return spend_command(args.db, args.config, args.group_by, args.since, args.until,
+                             args.limit, args.json)
     return 2
 
 

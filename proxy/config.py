@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import yaml
 
 from .cache.settings import CacheConfig, check_cache_config
 
-__all__ = ["Config", "ServerConfig", "UpstreamConfig", "ModelConfig", "KeyConfig", "ConfigError",
-           "load_config", "parse_config", "config_from_env"]
+__all__ = ["Config", "ServerConfig", "UpstreamConfig", "ModelConfig", "ModelPriceConfig", "KeyConfig",
+           "CatalogConfig", "LedgerConfig", "MetricsConfig", "ConfigError", "load_config", "parse_config",
+           "config_from_env"]
 
 
 class ConfigError(Exception):
@@ -43,6 +44,17 @@ class UpstreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     keepalive_s: float = 60.0
 
 
+_Price = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class ModelPriceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A deployment's own price (USD per 1M tokens), ahead of the catalog's."""
+    input: _Price
+    output: _Price = 0.0
+    cached_input: _Price | None = None   # None: billed as input
+    cache_write: _Price | None = None    # None: billed as input
+
+
 class ModelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str                         # the public name clients send as `model`
     provider: str = "openai"
@@ -52,6 +64,7 @@ class ModelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     headers: dict[str, str] = {}
     options: dict[str, Any] = {}
     weight: float = 1.0
+    price: ModelPriceConfig | None = None  # default: the catalog's price for this deployment
 
 
 class KeyConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -61,11 +74,32 @@ class KeyConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     admin: bool = False               # may read /v1/spend
 
 
+class CatalogConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    path: str | None = None              # a user catalog file (JSON or YAML), re-read when it changes
+    overrides: dict[str, Any] = {}       # {model: {field: value}} merged over the catalog, per field
+    reload_interval_s: float = 2.0       # how often the file is checked for changes
+
+
+class LedgerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    path: str = "./faregate-ledger.sqlite3"  # SQLite, WAL mode; every worker writes to it
+    batch_size: int = 256                # rows per write
+    flush_interval_s: float = 0.5        # longest a finished request waits in memory
+    queue_max: int = 100_000             # rows waiting; past it rows are dropped (and counted)
+
+
+class MetricsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True                 # GET /metrics in Prometheus format
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
     models: list[ModelConfig] = []
     keys: list[KeyConfig] = []
+    catalog: CatalogConfig = msgspec.field(default_factory=CatalogConfig)
+    ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
     demo: bool = False
 
@@ -196,7 +230,52 @@ def _check(cfg: Config, root: yaml.Node | None, source: str) -> None:
         if k.key in seen:
             fail(["keys", i, "key"], "the same key is listed twice")
         seen.add(k.key)
+    if cfg.catalog.reload_interval_s <= 0:
+        fail(["catalog", "reload_interval_s"], f"expected a positive number of seconds, "
+             f"found {cfg.catalog.reload_interval_s}")
+    for name in ("batch_size", "queue_max"):
+        if getattr(cfg.ledger, name) < 1:
+            fail(["ledger", name], f"expected at least 1, found {getattr(cfg.ledger, name)}")
+    if cfg.ledger.flush_interval_s <= 0:
+        fail(["ledger", "flush_interval_s"], f"expected a positive number of seconds, "
+             f"found {cfg.ledger.flush_interval_s}")
+    if cfg.ledger.enabled and not cfg.ledger.path:
+        fail(["ledger", "path"], "expected a file path for the SQLite ledger")
+    _check_catalog(cfg.catalog, fail)
     check_cache_config(cfg.cache, fail)
+
+
+_CATALOG_ERR_RE = re.compile(r"catalog model '([^']+)': field '([^']+)'")
+
+
+def _check_catalog(cc: CatalogConfig, fail) -> None:
+    """The user catalog file and overrides must make a valid catalog: a bad entry is a config
+    error at start-up naming the model and the field (and the line, for an override)."""
+    if cc.path is None and not cc.overrides:
+        return
+    from .catalog import CatalogError, load_catalog  # noqa: PLC0415
+
+    try:
+        load_catalog(cc.path, cc.overrides or None)
+    except CatalogError as exc:
+        first = exc.errors[0] if exc.errors else str(exc)
+        m = _CATALOG_ERR_RE.match(first)
+        ov = cc.overrides.get("models") if isinstance(cc.overrides.get("models"), dict) else cc.overrides
+        if m and m.group(1) in ov:
+            path: list[str | int] = ["catalog", "overrides"]
+            if ov is not cc.overrides:
+                path.append("models")
+            path.append(m.group(1))
+            if isinstance(ov.get(m.group(1)), dict) and m.group(2).split(".")[0] in ov[m.group(1)]:
+                path.append(m.group(2).split(".")[0])
+        elif cc.path is not None:
+            path = ["catalog", "path"]
+            if not first.startswith("catalog file"):
+                first = f"in {cc.path}: {first}"
+        else:
+            path = ["catalog", "overrides"]
+        more = f" (and {len(exc.errors) - 1} more: {'; '.join(exc.errors[1:])})" if len(exc.errors) > 1 else ""
+        fail(path, first + more)
 
 
 def load_config(path: str) -> Config:

@@ -69,8 +69,9 @@ async def _handle(request: web.Request, endpoint: str) -> web.StreamResponse:
                                param="model", code="model_not_found")
         if endpoint == "chat":
             return await forward_chat(request, state.upstream, body, candidates, rec, headers, t0,
-                                      on_complete=cache_store)
-        return await forward_embeddings(state.upstream, body, candidates, rec, headers, t0)
+                                      state.pricing, on_complete=cache_store)
+        return await forward_embeddings(state.upstream, body, candidates, rec, headers, t0,
+                                        state.pricing)
     except GatewayError as exc:
         rec.status = exc.status
         rec.error_class = "client_error" if exc.status < 500 else "gateway_error"

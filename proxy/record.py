@@ -13,7 +13,7 @@ class RequestRecord:
                  "model", "stream", "status", "latency_ms", "ttft_ms", "prompt_tokens",
                  "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
                  "usage_estimated", "cost_usd", "saved_usd", "attempts", "cache", "error_class",
-                 "error")
+                 "error", "failures")
 
     def __init__(self, ts: float, request_id: str, endpoint: str):
         self.ts = ts
@@ -41,6 +41,7 @@ class RequestRecord:
         self.cache = "off"
         self.error_class: str | None = None
         self.error: str | None = None
+        self.failures: list | tuple = ()  # forward.Attempt per failed upstream try (for metrics)
 
     def set_usage(self, usage: dict | None) -> None:
         if not usage:
@@ -54,4 +55,4 @@ class RequestRecord:
         self.reasoning_tokens = int(cdetails.get("reasoning_tokens") or 0)
 
     def as_dict(self) -> dict:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in self.__slots__ if name != "failures"}

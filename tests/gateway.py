@@ -2,7 +2,8 @@
 
 `Gateway` writes a config file, launches `python -m proxy serve` on a free loopback port,
 waits for /readyz, and stops it with SIGTERM (or SIGKILL) on exit, keeping its stderr
-(the access log and warnings) for assertions.
+(the access log and warnings) for assertions. Unless the config names one, the spend ledger
+goes to `ledger.sqlite3` in the gateway's temporary directory (`gw.ledger_path`).
 """
 from __future__ import annotations
 
@@ -94,10 +95,16 @@ class Gateway:
     def dir(self) -> Path:
         return Path(self._dir.name)
 
+    @property
+    def ledger_path(self) -> Path:
+        return Path(((self.config or {}).get("ledger") or {}).get("path") or self.dir / "ledger.sqlite3")
+
     def start(self, timeout: float = 20.0) -> "Gateway":
         cmd = [sys.executable, "-m", "proxy", "serve", "--port", str(self.port), *self.args]
         if self.config is not None:
-            self.config_path.write_text(yaml.safe_dump(self.config))
+            config = dict(self.config)
+            config["ledger"] = {"path": str(self.ledger_path), **(config.get("ledger") or {})}
+            self.config_path.write_text(yaml.safe_dump(config))
             cmd += ["--config", str(self.config_path)]
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._stderr,
