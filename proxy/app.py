@@ -14,20 +14,21 @@ from typing import Callable
 
 from aiohttp import web
 
-from adapters import provider_defaults
+from adapters import PROVIDERS, provider_defaults
 from adapters.base import Deployment
 
 from . import handlers
 from .accesslog import AccessLog
 from .accounting import Pricing
 from .auth import KeyStore
-from .catalog import CatalogWatcher, default_catalog, load_catalog
 from .cache import ResponseCache
+from .catalog import CatalogWatcher, default_catalog, load_catalog
 from .config import Config, ModelConfig
 from .errors import error_middleware
 from .ledger import Ledger
 from .metrics import Metrics, metrics_handler
 from .record import RequestRecord
+from .routeconfig import RouteDeployment
 from .routing import Router
 from .spend import spend_handler
 from .upstream import Upstream
@@ -42,7 +43,6 @@ class GatewayState:
         self.config = config
         self.keys = KeyStore(config.keys)
         deployments = build_deployments(config.models)
-        self.router = Router(deployments)
         self.upstream = Upstream(config.upstream)
         cc = config.catalog
         self.catalog_watcher: CatalogWatcher | None = None
@@ -54,6 +54,9 @@ class GatewayState:
             catalog = load_catalog(None, cc.overrides) if cc.overrides else default_catalog()
         fixed = {id(d): m.price for d, m in zip(deployments, config.models) if m.price is not None}
         self.pricing = Pricing(catalog, fixed, deployments)
+        self.router = Router(deployments, config.routes, config.routing, catalog=catalog,
+                             pricing=self.pricing, build=build_route_deployment,
+                             known_providers=PROVIDERS)
         self.metrics = Metrics(self.router.routes) if config.metrics.enabled else None
         self.ledger = Ledger(config.ledger, metrics=self.metrics) if config.ledger.enabled else None
         self.sinks: list[Callable[[RequestRecord], None]] = []
@@ -99,9 +102,17 @@ def build_deployments(models: list[ModelConfig]) -> list[Deployment]:
     return deps
 
 
+def build_route_deployment(d: RouteDeployment) -> Deployment:
+    """A route's inline deployment, with the same provider defaults as a model entry."""
+    return build_deployments([ModelConfig(name=d.name or d.model or "", provider=d.provider, model=d.model,
+                                          base_url=d.base_url, api_key=d.api_key, headers=d.headers,
+                                          options=d.options, weight=1.0 if d.weight is None else d.weight)])[0]
+
+
 async def _on_startup(app: web.Application) -> None:
     state = app[STATE]
     await state.upstream.start()
+    state.router.updater.start()
     if state.ledger is not None:
         await state.ledger.start()
     if state.catalog_watcher is not None:
@@ -117,6 +128,7 @@ async def _on_cleanup(app: web.Application) -> None:
     state = app[STATE]
     if state.cache is not None:  # first: a store in flight may still need the upstream session
         await state.cache.close()
+    await state.router.updater.stop()
     await state.upstream.close()
     if state.catalog_watcher is not None:
         await state.catalog_watcher.stop()

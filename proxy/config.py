@@ -15,6 +15,7 @@ import msgspec
 import yaml
 
 from .cache.settings import CacheConfig, check_cache_config
+from .routeconfig import RouteConfig, RouteDeployment, RoutingConfig, check_routing
 
 __all__ = ["Config", "ServerConfig", "UpstreamConfig", "ModelConfig", "ModelPriceConfig", "KeyConfig",
            "CatalogConfig", "LedgerConfig", "MetricsConfig", "ConfigError", "load_config", "parse_config",
@@ -101,6 +102,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
+    routes: list[RouteConfig] = []       # named routes over model entries (see routeconfig.py)
+    routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     demo: bool = False
 
 
@@ -243,6 +246,13 @@ def _check(cfg: Config, root: yaml.Node | None, source: str) -> None:
         fail(["ledger", "path"], "expected a file path for the SQLite ledger")
     _check_catalog(cfg.catalog, fail)
     check_cache_config(cfg.cache, fail)
+    check_routing(cfg.routes, cfg.routing, {m.name for m in cfg.models}, _known_provider, fail)
+
+
+def _known_provider(name: str) -> bool:
+    from adapters import PROVIDERS  # noqa: PLC0415 (adapters import the hot path)
+
+    return name in PROVIDERS
 
 
 _CATALOG_ERR_RE = re.compile(r"catalog model '([^']+)': field '([^']+)'")

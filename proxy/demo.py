@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from bench.mocks import MOCKS, Behavior, MockProvider
 
-from .config import Config, ModelConfig
+import msgspec
 
-__all__ = ["DEMO_MODELS", "start_demo_providers"]
+from .config import Config, ModelConfig
+from .routeconfig import RouteConfig
+
+__all__ = ["DEMO_MODELS", "DEMO_ROUTES", "start_demo_providers"]
 
 # public name, provider, mock format, behaviour (latency_ms = non-stream total, ttft/chunk for streams)
 DEMO_MODELS: list[tuple[str, str, str, Behavior]] = [
@@ -19,7 +22,19 @@ DEMO_MODELS: list[tuple[str, str, str, Behavior]] = [
     ("deepseek-chat", "deepseek", "openai", Behavior(latency_ms=700, ttft_ms=500, chunk_delay_ms=18, chunks=24)),
     ("claude-sonnet-4-5", "anthropic", "anthropic", Behavior(latency_ms=1100, ttft_ms=600, chunk_delay_ms=22, chunks=24)),
     ("gemini-2.5-flash", "gemini", "gemini", Behavior(latency_ms=500, ttft_ms=300, chunk_delay_ms=10, chunks=24)),
+    ("ministral-8b-latest", "mistral", "openai", Behavior(latency_ms=300, ttft_ms=150, chunk_delay_ms=8, chunks=24)),
+    ("claude-haiku-4-5", "anthropic", "anthropic", Behavior(latency_ms=600, ttft_ms=350, chunk_delay_ms=12, chunks=24)),
     ("text-embedding-3-small", "openai", "openai", Behavior(latency_ms=60)),
+]
+
+
+# `auto` is built in; these show the other policies (a user route of the same name wins).
+DEMO_ROUTES: list[RouteConfig] = [
+    RouteConfig(name="cheap", policy="cheapest",
+                deployments=["ministral-8b-latest", "gpt-4o-mini", "gemini-2.5-flash", "deepseek-chat"]),
+    RouteConfig(name="smart", policy="weighted", deployments=["claude-sonnet-4-5", "gpt-4o"],
+                fallback="claude-haiku-4-5"),
+    RouteConfig(name="cascade", policy="cascade", deployments=["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5"]),
 ]
 
 
@@ -35,6 +50,7 @@ async def start_demo_providers(config: Config) -> tuple[Config, list[MockProvide
         mocks.append(mock)
         base = url + "/v1" if fmt == "openai" else url
         models.append(ModelConfig(name=name, provider=provider, base_url=base, api_key="demo-key"))
-    cfg = Config(server=config.server, upstream=config.upstream, keys=config.keys,
-                 models=models + list(config.models), demo=True)
+    taken = {r.name for r in config.routes} | {m.name for m in config.models}
+    routes = list(config.routes) + [r for r in DEMO_ROUTES if r.name not in taken]
+    cfg = msgspec.structs.replace(config, models=models + list(config.models), routes=routes, demo=True)
     return cfg, mocks

@@ -15,8 +15,8 @@ Rules:
   `max_retry_wait_s` and the deadline.
 - Going back to a provider that already failed in this request waits an exponential backoff
   (`backoff_base_ms` x 2^(n-1), at most `backoff_max_ms`, jittered to 50-100%). When every
-  candidate was tried, those that failed transiently are tried again (still within
-  `max_attempts` and the deadline).
+  candidate was tried, those that answered 429, 5xx or overloaded are tried once more
+  (within `max_attempts` and the deadline); unreachable or timed-out ones are not.
 - Connect errors, timeouts, 429, 5xx, overloaded: next candidate. Bad key, no permission,
   unknown model, no quota, a request the adapter cannot send: next candidate, no retry.
   Context window exceeded: only larger-context models from then on (the route's, then any
@@ -41,6 +41,9 @@ from .routing import Member, RoutePlan, Router
 __all__ = ["Attempt", "FailoverRun"]
 
 _NEXT_CANDIDATE = frozenset({"auth", "permission", "not_found", "quota", "rejected"})
+# Answers worth asking the same deployment again after a backoff; an unreachable or timed-out
+# deployment is failed over, not hammered.
+_RETRY_SAME = frozenset({"rate_limit", "overloaded", "server"})
 
 
 class Attempt:
@@ -157,7 +160,7 @@ class FailoverRun:
         elif kind == "content_policy":
             self._fallback(m)
         elif err.retryable:
-            if self.tried.get(m.index, 0) < 2:
+            if kind in _RETRY_SAME and self.tried.get(m.index, 0) < 2:
                 self.again.append(m)
         elif kind not in _NEXT_CANDIDATE:
             self.stopped = True

@@ -1,10 +1,12 @@
 """Forwarding a request through a provider adapter, with failover before the first byte.
 
-Candidates are tried in order. A retryable failure (connect error, timeout, 429, 5xx,
-overloaded) before anything reached the client moves on to the next candidate; after the
-first byte a failure ends the stream with an OpenAI error event, never a silent truncation.
-With one attempt made, the client gets that attempt's error and status (an upstream error
-body is passed on with its status); with several, a 503 that lists them.
+Candidates are tried in the order `failover.FailoverRun` gives (backoff, retry-after,
+deadline, another provider first; see there). A failure before anything reached the client
+moves on to the next candidate; after the first byte a failure ends the stream with an
+OpenAI error event, never a silent truncation. With one deployment tried (maybe retried),
+the client gets its error and status (an upstream error body is passed on with its status);
+with several, a 503 that lists every attempt. Every outcome goes to the router's health
+state (latency window, breaker, rate-limit damping).
 """
 from __future__ import annotations
 
@@ -16,32 +18,21 @@ import orjson
 from aiohttp import web
 
 from adapters import get_adapter
-from adapters.base import Deployment, ProviderError
+from adapters.base import Deployment, ProviderError, RequestRejected
 
 from .accounting import Pricing, account, estimated_usage, format_usd
 from .errors import error_response
+from .failover import Attempt, FailoverRun
 from .record import RequestRecord
 from .upstream import TRANSPORT_ERRORS, Upstream, transport_error
 
 __all__ = ["forward_chat", "forward_embeddings", "Attempt"]
 
 
-class Attempt:
-    __slots__ = ("dep", "error")
-
-    def __init__(self, dep: Deployment, error: ProviderError):
-        self.dep = dep
-        self.error = error
-
-    def describe(self) -> str:
-        err = self.error.body.get("error") or {}
-        return f"{self.dep.provider}/{self.dep.model}: {self.error.status} {err.get('message', '')}".strip()
-
-
 def _failure(attempts: list[Attempt], rec: RequestRecord, headers: dict[str, str]) -> web.Response:
     last = attempts[-1].error
     rec.error_class = last.kind
-    if len(attempts) == 1:
+    if len({id(a.dep) for a in attempts}) == 1:  # one deployment (maybe retried): its own error
         rec.status = last.status
         rec.error = (last.body.get("error") or {}).get("message")
         hdrs = dict(headers)
@@ -65,54 +56,91 @@ def _served_headers(base: dict[str, str], dep: Deployment, attempts: int) -> dic
 
 
 async def forward_chat(request: web.Request, upstream: Upstream, body: dict,
-                       candidates: list[Deployment], rec: RequestRecord,
+                       run: FailoverRun, rec: RequestRecord,
                        headers: dict[str, str], t0: float,
                        pricing: Pricing | None = None, on_complete=None) -> web.StreamResponse:
+    """Tries the route's candidates as `run` (failover.py) orders them: backoff, retry-after,
+    deadline, another provider first, larger context, content-policy fallback, cascade."""
     stream = bool(body.get("stream"))
     include_usage = bool(stream and (body.get("stream_options") or {}).get("include_usage"))
-    attempts: list[Attempt] = []
-    rec.failures = attempts  # the metrics count each failed try
-    for dep in candidates:
-        rec.attempts = len(attempts) + 1
+    rec.failures = run.attempts
+    while (step := run.next()) is not None:
+        m, wait = step
+        dep = m.dep
+        if wait > 0:
+            await asyncio.sleep(wait)
         adapter = get_adapter(dep.provider)
-        ureq = adapter.chat_request(dep, body, stream=stream)
         try:
-            up = await upstream.open(ureq)
+            ureq = adapter.chat_request(dep, body, stream=stream)
+        except RequestRejected as exc:  # this provider cannot serve it as asked; another may
+            run.rejected(m, exc.error)
+            continue
+        rec.attempts = run.sending(m)
+        t1 = time.perf_counter()
+        try:
+            up = await asyncio.wait_for(upstream.open(ureq), max(0.001, run.time_left()))
         except TRANSPORT_ERRORS as exc:
-            attempts.append(Attempt(dep, transport_error(exc, dep.provider)))
+            run.failed(m, transport_error(exc, dep.provider), _ms(t1))
             continue
         try:
             if up.status >= 400:
                 data = await up.read()
-                err = adapter.error(dep, up.status, up.headers, data)
-                attempts.append(Attempt(dep, err))
-                if err.retryable:
-                    continue
-                break
+                run.failed(m, adapter.error(dep, up.status, up.headers, data), _ms(t1), up.headers)
+                continue
             if not stream:
                 data = await up.read()
                 try:
                     result = adapter.chat_response(dep, data)
                 except ValueError as exc:
-                    attempts.append(Attempt(dep, transport_error(exc, dep.provider)))
+                    run.failed(m, transport_error(exc, dep.provider), _ms(t1), up.headers)
                     continue
+                run.succeeded(m, _ms(t1), up.headers)
+                if run.escalate(m, result):  # cascade: the answer failed its checks
+                    continue
+                hdrs = _routed_headers(headers, run)
                 if on_complete is not None:  # the response cache stores the served answer
                     on_complete(result, dep)
-                return _respond(result, dep, rec, headers, len(attempts) + 1, t0, body, pricing)
+                return _respond(result, dep, rec, hdrs, run.sent, t0, body, pricing,
+                                run.billed_usd(pricing))
             outcome = await _relay_stream(request, up, adapter.chat_stream(dep, include_usage=include_usage),
-                                          dep, rec, headers, len(attempts) + 1, t0, body, pricing,
+                                          dep, rec, _routed_headers(headers, run), run.sent, t0, body, pricing,
                                           on_complete)
             if isinstance(outcome, ProviderError):
-                attempts.append(Attempt(dep, outcome))
+                run.failed(m, outcome, _ms(t1), up.headers)
                 continue
+            ttft = rec.ttft_ms - (t1 - t0) * 1000.0 if rec.ttft_ms is not None else _ms(t1)
+            if rec.status >= 500:  # broken after the first byte: the client got an error event
+                run.broke(m, ttft, rec.error_class, up.headers)
+            else:
+                run.succeeded(m, ttft, up.headers)
             return outcome
         except TRANSPORT_ERRORS as exc:
-            attempts.append(Attempt(dep, transport_error(exc, dep.provider)))
+            run.failed(m, transport_error(exc, dep.provider), _ms(t1))
             continue
         finally:
             up.close() if not up.closed and not up.content.at_eof() else up.release()
-    rec.attempts = len(attempts)
-    return _failure(attempts, rec, {**headers, "x-faregate-attempts": str(len(attempts))})
+    rec.attempts = run.sent
+    attempts = run.attempts or run.unavailable()
+    hdrs = {**_routed_headers(headers, run), "x-faregate-attempts": str(run.sent)}
+    if not attempts:
+        return error_response(503, {"error": {"message": "no upstream attempt could be made before the deadline",
+                                              "type": "service_unavailable", "param": None,
+                                              "code": "deadline_exceeded"}}, hdrs)
+    return _failure(attempts, rec, hdrs)
+
+
+def _ms(t1: float) -> float:
+    return (time.perf_counter() - t1) * 1000.0
+
+
+def _routed_headers(headers: dict[str, str], run: FailoverRun) -> dict[str, str]:
+    h = dict(headers)
+    h["x-faregate-route"] = run.route_header()
+    if run.billed:
+        h["x-faregate-cascade"] = "escalated: " + ", ".join(f"{d.provider}/{d.model}" for d, _ in run.billed)
+    elif run.cascade_failed:
+        h["x-faregate-cascade"] = "checks failed: " + run.cascade_failed
+    return h
 
 
 def _completion_text(result: dict) -> str:
@@ -131,13 +159,16 @@ def _completion_text(result: dict) -> str:
 
 
 def _respond(result: dict, dep: Deployment, rec: RequestRecord, headers: dict[str, str],
-             attempts: int, t0: float, body: dict, pricing: Pricing | None) -> web.Response:
+             attempts: int, t0: float, body: dict, pricing: Pricing | None,
+             prior_usd: float = 0.0) -> web.Response:
     rec.provider, rec.model, rec.status = dep.provider, dep.model, 200
     usage = result.get("usage")
     estimated = not (isinstance(usage, dict) and usage)
-    if estimated:  # the provider sent none: counted here
+    if estimated:
         usage = estimated_usage(body, _completion_text(result))
     cost = account(rec, usage, pricing.price(dep) if pricing is not None else None, estimated=estimated)
+    if prior_usd:  # cascade: the cheaper answers that failed their checks were paid for too
+        cost = rec.cost_usd = (cost or 0.0) + prior_usd
     h = _served_headers(headers, dep, attempts)
     if cost is not None:
         h["x-faregate-cost-usd"] = format_usd(cost)
@@ -228,11 +259,15 @@ async def forward_embeddings(upstream: Upstream, body: dict, candidates: list[De
                              rec: RequestRecord, headers: dict[str, str], t0: float,
                              pricing: Pricing | None = None) -> web.Response:
     attempts: list[Attempt] = []
-    rec.failures = attempts  # the metrics count each failed try
+    rec.failures = attempts
     for dep in candidates:
         rec.attempts = len(attempts) + 1
         adapter = get_adapter(dep.provider)
-        ureq = adapter.embeddings_request(dep, body)
+        try:
+            ureq = adapter.embeddings_request(dep, body)
+        except RequestRejected as exc:
+            attempts.append(Attempt(dep, exc.error))
+            continue
         try:
             up = await upstream.open(ureq)
             async with up:

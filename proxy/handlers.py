@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from .errors import GatewayError, error_response
+from .failover import FailoverRun
 from .forward import forward_chat, forward_embeddings
 from .record import RequestRecord
 from .validate import decode_body, validate_chat, validate_embeddings
@@ -45,7 +46,7 @@ async def _handle(request: web.Request, endpoint: str) -> web.StreamResponse:
     t0 = time.perf_counter()
     state = request.app[STATE]
     rec = RequestRecord(time.time(), _request_id(request), endpoint)
-    headers = {"x-request-id": rec.request_id}
+    headers = {"x-request-id": rec.request_id, "x-faregate-attempts": "0"}
     try:
         key = state.keys.authenticate(request)
         rec.key_id = state.keys.key_id(key)
@@ -62,15 +63,12 @@ async def _handle(request: web.Request, endpoint: str) -> web.StreamResponse:
             served, cache_store = await state.cache.lookup(request, body, model, rec, headers, t0)
             if served is not None:
                 return served
-        candidates = state.router.candidates(model)
-        if not candidates:
-            raise GatewayError(404, f"the model '{model}' does not exist on this gateway; "
-                                    f"GET /v1/models lists the models it serves",
-                               param="model", code="model_not_found")
+        plan = state.router.plan(body, request.headers, endpoint)  # 404 unknown, 400 bad header
+        headers["x-faregate-route"] = plan.explanation
         if endpoint == "chat":
-            return await forward_chat(request, state.upstream, body, candidates, rec, headers, t0,
-                                      state.pricing, on_complete=cache_store)
-        return await forward_embeddings(state.upstream, body, candidates, rec, headers, t0,
+            return await forward_chat(request, state.upstream, body, FailoverRun(state.router, plan, body),
+                                      rec, headers, t0, state.pricing, on_complete=cache_store)
+        return await forward_embeddings(state.upstream, body, plan.candidates, rec, headers, t0,
                                         state.pricing)
     except GatewayError as exc:
         rec.status = exc.status
