@@ -24,7 +24,7 @@ from .accounting import Pricing, account, estimated_usage, format_usd
 from .errors import error_response
 from .failover import Attempt, FailoverRun
 from .record import RequestRecord
-from .upstream import TRANSPORT_ERRORS, Upstream, transport_error
+from .upstream import STREAM_ERRORS, TRANSPORT_ERRORS, Upstream, salvage_buffered, transport_error
 
 __all__ = ["forward_chat", "forward_embeddings", "Attempt"]
 
@@ -189,16 +189,22 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
     provider that fails before that can still be replaced by the next candidate."""
     chunks = up.content.iter_any()
     first = b""
-    async for chunk in chunks:
-        first = translator.feed(chunk)
-        if first or translator.done:
-            break
+    failure: BaseException | None = None
+    try:
+        async for chunk in chunks:
+            first = translator.feed(chunk)
+            if first or translator.done:
+                break
+    except STREAM_ERRORS as exc:
+        failure = exc
+        first = translator.feed(salvage_buffered(up.content))
     if not first:
         tail = translator.finish()
         if translator.error is not None:
             return translator.error
         if not tail:
-            return transport_error(ConnectionError("stream ended before any data"), dep.provider)
+            return transport_error(failure or ConnectionError("stream ended before any data"),
+                                   dep.provider)
         first = tail
     rec.provider, rec.model, rec.stream, rec.status = dep.provider, dep.model, True, 200
     h = _served_headers(headers, dep, attempts)
@@ -213,7 +219,6 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
         if tap is not None:
             tap.feed(first)
         rec.ttft_ms = (time.perf_counter() - t0) * 1000.0
-        failure: BaseException | None = None
         try:
             async for chunk in chunks:
                 out = translator.feed(chunk)
@@ -221,9 +226,10 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
                     await resp.write(out)
                     if tap is not None:
                         tap.feed(out)
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+        except STREAM_ERRORS as exc:
             failure = exc
-        tail = translator.finish()
+        tail = translator.feed(salvage_buffered(up.content)) if failure is not None else b""
+        tail += translator.finish()
         if tail:
             await resp.write(tail)
             if tap is not None:

@@ -16,7 +16,7 @@ from adapters.base import ProviderError, UpstreamRequest, openai_error_body
 
 from .config import UpstreamConfig
 
-__all__ = ["Upstream", "transport_error"]
+__all__ = ["Upstream", "transport_error", "salvage_buffered", "STREAM_ERRORS"]
 
 
 def transport_error(exc: BaseException, provider: str) -> ProviderError:
@@ -30,6 +30,23 @@ def transport_error(exc: BaseException, provider: str) -> ProviderError:
 
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+STREAM_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError)
+
+
+def salvage_buffered(content: aiohttp.StreamReader) -> bytes:
+    """The bytes a response had already received when its connection broke.
+
+    aiohttp's readers raise the recorded error before handing out what is still buffered,
+    so a provider's last chunks, arriving together with the connection's end, would be lost;
+    the provider did send them, and the client should get them before the error event.
+    (Reads aiohttp's private buffer; the attributes have been stable since 3.0.)"""
+    buf = getattr(content, "_buffer", None)
+    if not buf:
+        return b""
+    data = b"".join(buf)[getattr(content, "_buffer_offset", 0):]
+    buf.clear()
+    content._buffer_offset = 0
+    return data
 
 
 class Upstream:

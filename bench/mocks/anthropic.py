@@ -192,7 +192,7 @@ class AnthropicMock(MockProvider):
                             "type": "overloaded_error", "message": beh.error_message}}))
                         await resp.write_eof()
                     else:
-                        self.reset_connection(request)
+                        self.cut_connection(request)
                     return resp
                 await resp.write(_event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                                 "delta": delta}))

@@ -150,6 +150,15 @@ class MockProvider:
             transport.abort()
         return web.Response(status=500)
 
+    @staticmethod
+    def cut_connection(request: web.Request) -> None:
+        """End the connection mid-response with a FIN: what was sent stays readable, then the
+        client meets the end of the stream before the body's end (a RST could discard bytes
+        the client had not read yet, which would make a "cut after N chunks" test flaky)."""
+        transport = request.transport
+        if transport is not None:
+            transport.close()
+
     async def pre_response(self, request: web.Request, beh: Behavior) -> web.Response | None:
         """Apply the faults that happen before a status line: slow first byte and reset."""
         if beh.fault == "slow_first_byte" and beh.first_byte_ms > 0:

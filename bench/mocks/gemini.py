@@ -161,7 +161,7 @@ class GeminiMock(MockProvider):
                     await self.sleep_ms(beh.chunk_delay_ms)
                 if fault == "cut" and i >= beh.cut_after:
                     self.stats["faults"] += 1
-                    self.reset_connection(request)
+                    self.cut_connection(request)
                     return resp
                 data = orjson.dumps(chunk)
                 if sse:

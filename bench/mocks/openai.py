@@ -182,7 +182,7 @@ class OpenAIMock(MockProvider):
                     await self.sleep_ms(beh.chunk_delay_ms)
                 if fault == "cut" and i >= beh.cut_after:
                     self.stats["faults"] += 1
-                    self.reset_connection(request)
+                    self.cut_connection(request)
                     return resp
                 await resp.write(frame(b'[{"index":0,"delta":' + orjson.dumps(delta)
                                        + b',"logprobs":null,"finish_reason":null}]'))
