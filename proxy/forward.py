@@ -26,7 +26,7 @@ from .failover import Attempt, FailoverRun
 from .record import RequestRecord
 from .upstream import STREAM_ERRORS, TRANSPORT_ERRORS, Upstream, salvage_buffered, transport_error
 
-__all__ = ["forward_chat", "forward_embeddings", "Attempt"]
+__all__ = ["forward_chat", "forward_embeddings", "Attempt", "ClientDisconnected"]
 
 
 def _failure(attempts: list[Attempt], rec: RequestRecord, headers: dict[str, str]) -> web.Response:
@@ -179,6 +179,30 @@ def _respond(result: dict, dep: Deployment, rec: RequestRecord, headers: dict[st
     return web.Response(body=orjson.dumps(result), headers=h, content_type="application/json")
 
 
+class ClientDisconnected(Exception):
+    """The client went away while its response was being written: not the provider's
+    fault, so it is never reported as a deployment failure nor failed over."""
+
+    def __init__(self, response: web.StreamResponse):
+        super().__init__("client disconnected")
+        self.response = response
+
+
+async def _send(resp: web.StreamResponse, data: bytes | None, request: web.Request | None = None,
+                *, eof: bool = False) -> None:
+    """Writes to the client (prepare when `request` is given); its connection errors, which
+    aiohttp raises as ClientConnectionResetError, become ClientDisconnected."""
+    try:
+        if request is not None:
+            await resp.prepare(request)
+        elif eof:
+            await resp.write_eof()
+        else:
+            await resp.write(data)
+    except ConnectionError as exc:
+        raise ClientDisconnected(resp) from exc
+
+
 async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, translator,
                         dep: Deployment, rec: RequestRecord, headers: dict[str, str],
                         attempts: int, t0: float, body: dict,
@@ -213,8 +237,8 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
     h["x-faregate-latency-ms"] = f"{(time.perf_counter() - t0) * 1000.0:.2f}"
     resp = web.StreamResponse(status=200, headers=h)
     try:
-        await resp.prepare(request)
-        await resp.write(first)
+        await _send(resp, None, request)
+        await _send(resp, first)
         tap = on_complete.tap() if on_complete is not None else None  # the cache's stream assembler
         if tap is not None:
             tap.feed(first)
@@ -223,7 +247,7 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
             async for chunk in chunks:
                 out = translator.feed(chunk)
                 if out:
-                    await resp.write(out)
+                    await _send(resp, out)
                     if tap is not None:
                         tap.feed(out)
         except STREAM_ERRORS as exc:
@@ -231,7 +255,7 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
         tail = translator.feed(salvage_buffered(up.content)) if failure is not None else b""
         tail += translator.finish()
         if tail:
-            await resp.write(tail)
+            await _send(resp, tail)
             if tap is not None:
                 tap.feed(tail)
         if not translator.done:
@@ -240,7 +264,7 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
             rec.error_class = "timeout" if isinstance(failure, asyncio.TimeoutError) else "stream_cut"
             rec.error = message
             rec.status = 502
-            await resp.write(b"data: " + orjson.dumps({"error": {
+            await _send(resp, b"data: " + orjson.dumps({"error": {
                 "message": message, "type": "upstream_error", "param": None,
                 "code": "upstream_stream_interrupted"}}) + b"\n\n")
         elif translator.error is not None:
@@ -256,7 +280,7 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
             account(rec, translator.usage, price)
         else:
             account(rec, estimated_usage(body, translator.completion_text), price, estimated=True)
-    await resp.write_eof()
+    await _send(resp, b"", eof=True)
     rec.latency_ms = (time.perf_counter() - t0) * 1000.0
     return resp
 

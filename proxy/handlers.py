@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .errors import GatewayError, error_response
 from .failover import FailoverRun
-from .forward import forward_chat, forward_embeddings
+from .forward import ClientDisconnected, forward_chat, forward_embeddings
 from .record import RequestRecord
 from .validate import decode_body, validate_chat, validate_embeddings
 
@@ -75,6 +75,10 @@ async def _handle(request: web.Request, endpoint: str) -> web.StreamResponse:
         rec.error_class = "client_error" if exc.status < 500 else "gateway_error"
         rec.error = exc.message
         return error_response(exc.status, exc.body(), {**headers, **exc.headers})
+    except ClientDisconnected as exc:  # mid-stream; the upstream request was closed with it
+        rec.status = 499
+        rec.error_class = "client_disconnected"
+        return exc.response
     except (asyncio.CancelledError, ConnectionResetError):
         rec.status = 499  # the client went away; its upstream request was closed with it
         rec.error_class = "client_disconnected"

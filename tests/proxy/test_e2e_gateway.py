@@ -263,6 +263,32 @@ def test_client_disconnect_closes_upstream(stack, mock):
     assert stats["disconnects"] == 1 and stats["completed_streams"] == 0
 
 
+def test_client_disconnects_do_not_cool_the_deployment_down(stack, client, mock):
+    """A client walking away is not the provider's fault: after more disconnects than the
+    breaker's failure threshold (5), the deployment still serves at the first attempt."""
+    gw, _ = stack
+    # no delay between chunks: the gateway is mid-write when the client goes, as under load
+    set_behavior(mock, "gpt-4o-mini", chunks=5000, chunk_delay_ms=0)
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": MSG, "stream": True})
+    for i in range(7):
+        with stream_lines(gw.url + "/v1/chat/completions", body,
+                          {"authorization": f"Bearer {KEY}", "x-request-id": f"req-walkaway-{i}"}) as lines:
+            for line in lines:
+                if b'"content":"the"' in line:
+                    break
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        rows = [r for r in gw.access_log() if r["id"].startswith("req-walkaway-")]
+        if len(rows) == 7:
+            break
+        time.sleep(0.05)
+    assert [r["status"] for r in rows] == [499] * 7
+    set_behavior(mock, "gpt-4o-mini", chunks=3)
+    r = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in r.parse() if c.choices) == "the quick brown"
+    assert r.headers["x-faregate-attempts"] == "1"
+
+
 def test_failure_mid_stream_ends_with_error_event(client, mock):
     set_behavior(mock, "gpt-4o-mini", fault="cut", cut_after=3, chunks=10)
     seen = []
