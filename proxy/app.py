@@ -8,6 +8,7 @@ catalog file is configured) polls from startup to cleanup.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from typing import Callable
@@ -42,6 +43,8 @@ class GatewayState:
     def __init__(self, config: Config):
         self.config = config
         self.keys = KeyStore(config.keys)
+        self.request_id_prefix = "req_" + os.urandom(6).hex()  # per worker: created after fork
+        self.request_counter = itertools.count(1)
         deployments = build_deployments(config.models)
         self.upstream = Upstream(config.upstream)
         cc = config.catalog

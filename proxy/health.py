@@ -137,6 +137,12 @@ def _reset_seconds(value: Any, wall: float) -> float | None:
 
 _OPENAI_KINDS = ("requests", "tokens")
 _ANTHROPIC_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
+# (remaining, limit, reset) header names, built once: this runs on every response
+_RATELIMIT_HEADERS = tuple(
+    [(f"x-ratelimit-remaining-{k}", f"x-ratelimit-limit-{k}", f"x-ratelimit-reset-{k}")
+     for k in _OPENAI_KINDS]
+    + [(f"anthropic-ratelimit-{k}-remaining", f"anthropic-ratelimit-{k}-limit",
+        f"anthropic-ratelimit-{k}-reset") for k in _ANTHROPIC_KINDS])
 
 
 def ratelimit_state(headers: Mapping[str, str] | None, wall: float) -> tuple[float, float | None] | None:
@@ -145,12 +151,11 @@ def ratelimit_state(headers: Mapping[str, str] | None, wall: float) -> tuple[flo
     if not headers:
         return None
     best: tuple[float, float | None] | None = None
-    pairs = [(f"x-ratelimit-remaining-{k}", f"x-ratelimit-limit-{k}", f"x-ratelimit-reset-{k}")
-             for k in _OPENAI_KINDS]
-    pairs += [(f"anthropic-ratelimit-{k}-remaining", f"anthropic-ratelimit-{k}-limit",
-               f"anthropic-ratelimit-{k}-reset") for k in _ANTHROPIC_KINDS]
-    for rem_h, lim_h, reset_h in pairs:
-        remaining = _float(headers.get(rem_h))
+    for rem_h, lim_h, reset_h in _RATELIMIT_HEADERS:
+        value = headers.get(rem_h)
+        if value is None:
+            continue
+        remaining = _float(value)
         limit = _float(headers.get(lim_h))
         if remaining is None or not limit or limit <= 0:
             continue
