@@ -17,11 +17,10 @@ from typing import Any
 
 import orjson
 
-from proxy._fast import SSEParser
 
 from ._chat import (ChunkWriter, parse_arguments, parse_data_url, stop_list, text_of,
                     usage_dict)
-from .base import Deployment, ProviderError, UpstreamRequest
+from .base import Deployment, ProviderError, StreamState, UpstreamRequest
 from .errors import decode_json, provider_error, request_rejected
 
 __all__ = ["AnthropicAdapter", "AnthropicStream", "ADAPTER", "STOP_REASONS", "ERROR_KINDS",
@@ -287,26 +286,14 @@ def error_from(obj: Any, status: int, headers: Any = None) -> ProviderError:
 
 # ---- stream ------------------------------------------------------------------------------
 
-class AnthropicStream:
-    __slots__ = ("_parser", "_include_usage", "_text", "_tools", "_writer", "_usage_raw",
-                 "done", "error", "usage", "finish_reason", "model")
+class AnthropicStream(StreamState):
+    __slots__ = ("_tools", "_writer", "_usage_raw")
 
     def __init__(self, include_usage: bool):
-        self._parser = SSEParser()
-        self._include_usage = include_usage
-        self._text: list[str] = []
+        super().__init__(include_usage)
         self._tools: dict[int, int] = {}   # Anthropic block index -> OpenAI tool_calls index
         self._writer: ChunkWriter | None = None
         self._usage_raw: dict = {}
-        self.done = False
-        self.error: ProviderError | None = None
-        self.usage: dict | None = None
-        self.finish_reason: str | None = None
-        self.model: str | None = None
-
-    @property
-    def completion_text(self) -> str:
-        return "".join(self._text)
 
     def feed(self, chunk: bytes) -> bytes:
         out: list[bytes] = []

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import msgspec
 
 __all__ = [
-    "Deployment", "UpstreamRequest", "ProviderError", "StreamTranslator", "Adapter",
+    "Deployment", "UpstreamRequest", "ProviderError", "StreamTranslator", "StreamState", "Adapter",
     "openai_error_body", "RETRYABLE_KINDS", "RequestRejected",
 ]
 
@@ -96,6 +96,30 @@ class StreamTranslator(Protocol):
     def finish(self) -> bytes: ...
     @property
     def completion_text(self) -> str: ...
+
+
+class StreamState:
+    """The state every stream translator keeps (the attributes StreamTranslator names):
+    its SSE parser, whether the client asked for the usage chunk, and what it has seen."""
+
+    __slots__ = ("_parser", "_include_usage", "_text", "done", "error", "usage", "finish_reason",
+                 "model")
+
+    def __init__(self, include_usage: bool):
+        from proxy._fast import SSEParser  # noqa: PLC0415 (keeps base.py importable alone)
+
+        self._parser = SSEParser()
+        self._include_usage = include_usage
+        self._text: list[str] = []
+        self.done = False
+        self.error: ProviderError | None = None
+        self.usage: dict | None = None
+        self.finish_reason: str | None = None
+        self.model: str | None = None
+
+    @property
+    def completion_text(self) -> str:
+        return "".join(self._text)
 
 
 class Adapter(Protocol):

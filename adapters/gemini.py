@@ -16,11 +16,10 @@ from typing import Any
 
 import orjson
 
-from proxy._fast import SSEParser
 
 from ._chat import (ChunkWriter, parse_arguments, parse_data_url, stop_list, text_of,
                     tool_names_by_id, usage_dict)
-from .base import Deployment, ProviderError, UpstreamRequest
+from .base import Deployment, ProviderError, StreamState, UpstreamRequest
 from .errors import decode_json, parse_duration, provider_error, request_rejected
 
 __all__ = ["GeminiAdapter", "GeminiStream", "ADAPTER", "FINISH_REASONS", "to_gemini",
@@ -323,30 +322,18 @@ def error_from(obj: Any, status: int, headers: Any = None) -> ProviderError:
 
 # ---- stream ------------------------------------------------------------------------------
 
-class GeminiStream:
+class GeminiStream(StreamState):
     """Each SSE event is a whole GenerateContentResponse holding only new text; usage is
     cumulative; the stream ends when the connection closes (no [DONE])."""
 
-    __slots__ = ("_parser", "_include_usage", "_text", "_calls", "_writer", "_model", "_ended",
-                 "done", "error", "usage", "finish_reason", "model")
+    __slots__ = ("_calls", "_writer", "_model", "_ended")
 
     def __init__(self, include_usage: bool, model: str):
-        self._parser = SSEParser()
-        self._include_usage = include_usage
+        super().__init__(include_usage)
         self._model = model
-        self._text: list[str] = []
         self._calls: dict[int, int] = {}   # candidate index -> tool calls so far
         self._writer: ChunkWriter | None = None
         self._ended: set[int] = set()
-        self.done = False
-        self.error: ProviderError | None = None
-        self.usage: dict | None = None
-        self.finish_reason: str | None = None
-        self.model: str | None = None
-
-    @property
-    def completion_text(self) -> str:
-        return "".join(self._text)
 
     def feed(self, chunk: bytes) -> bytes:
         out: list[bytes] = []

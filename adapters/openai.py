@@ -17,9 +17,9 @@ from typing import Any
 import msgspec
 import orjson
 
-from proxy._fast import SSEParser, extract_chunk
+from proxy._fast import extract_chunk
 
-from .base import Deployment, ProviderError, UpstreamRequest
+from .base import Deployment, ProviderError, StreamState, UpstreamRequest
 from .errors import decode_json, provider_error, request_rejected
 
 __all__ = ["Compat", "COMPAT", "OpenAIAdapter", "OpenAIStream", "ADAPTER", "ADAPTERS",
@@ -162,24 +162,12 @@ def normalize_usage(usage: dict) -> dict:
     return usage
 
 
-class OpenAIStream:
-    __slots__ = ("_parser", "_include_usage", "_text", "_pending_usage", "done", "error",
-                 "usage", "finish_reason", "model", "_envelope")
+class OpenAIStream(StreamState):
+    __slots__ = ("_envelope",)
 
     def __init__(self, include_usage: bool):
-        self._parser = SSEParser()
-        self._include_usage = include_usage
-        self._text: list[str] = []
+        super().__init__(include_usage)
         self._envelope: dict | None = None
-        self.done = False
-        self.error: ProviderError | None = None
-        self.usage: dict | None = None
-        self.finish_reason: str | None = None
-        self.model: str | None = None
-
-    @property
-    def completion_text(self) -> str:
-        return "".join(self._text)
 
     def _usage_chunk(self) -> bytes:
         if not (self._include_usage and self.usage):

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import msgspec
 
 from .catalog import CatalogEntry
+from .usage import _n
 
 __all__ = ["CostBreakdown", "cost_usd", "estimate_cost", "saved_cost", "cache_savings", "ROUND_DIGITS"]
 
@@ -54,14 +55,6 @@ class CostBreakdown(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.asdict(self)
 
 
-def _n(v: Any) -> int:
-    if v is None or isinstance(v, bool):
-        return 0
-    try:
-        n = int(v)
-    except (TypeError, ValueError):
-        return 0
-    return n if n > 0 else 0
 
 
 def _details(usage: Mapping, key: str) -> Mapping:
