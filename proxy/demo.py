@@ -52,5 +52,9 @@ async def start_demo_providers(config: Config) -> tuple[Config, list[MockProvide
         models.append(ModelConfig(name=name, provider=provider, base_url=base, api_key="demo-key"))
     taken = {r.name for r in config.routes} | {m.name for m in config.models}
     routes = list(config.routes) + [r for r in DEMO_ROUTES if r.name not in taken]
-    cfg = msgspec.structs.replace(config, models=models + list(config.models), routes=routes, demo=True)
+    # the demo shows caching too: an exact in-memory cache unless the config set one up
+    cache = config.cache if config.cache.enabled else msgspec.structs.replace(
+        config.cache, enabled=True, max_bytes=64 * 1024 * 1024)
+    cfg = msgspec.structs.replace(config, models=models + list(config.models), routes=routes,
+                                  cache=cache, demo=True)
     return cfg, mocks

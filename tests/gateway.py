@@ -107,7 +107,13 @@ class Gateway:
             self.config_path.write_text(yaml.safe_dump(config))
             cmd += ["--config", str(self.config_path)]
         self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._stderr,
+        # Without a config the ledger's default path is relative: run in the temporary
+        # directory so nothing lands in the checkout, with the checkout importable.
+        cwd, env = ROOT, self.env
+        if self.config is None:
+            cwd = self.dir
+            env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self._stderr,
                                      stderr=self._stderr, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
