@@ -6,9 +6,24 @@ consecutive `tool` messages become one user turn of `tool_result` blocks); `max_
 required, so a default is supplied; temperature is clamped to Anthropic's 0-1. The route
 option `auto_cache` marks the system prompt and the tool definitions cacheable.
 
+JSON mode: Anthropic has no `response_format`, so `json_object` / `json_schema` become one
+extra tool with the reserved name `faregate_json_response` (JSON_TOOL) whose `input_schema`
+is the client's schema (`{"type":"object"}` for json_object; the schema's name goes into the
+description), forced with `tool_choice`. If the client sent tools of its own they are kept and
+its tool_choice is honoured (`none` forces the JSON tool instead), plus a system line asking for
+the final answer through the JSON tool; with extended thinking, which allows no forced tool, the
+system line does the asking (and `none` becomes `auto`). On the way back a call to the JSON tool becomes the
+message `content` (the compact JSON of its input) with finish_reason "stop" ("length" when
+max_tokens cut it), after any text the model wrote before it, as a stream has it; other tool
+calls stay tool calls. The reserved name keeps the response and
+stream translators stateless; a client tool with that name is rejected. `strict` cannot be
+guaranteed: the schema is the tool's input schema, which Claude follows but does not enforce.
+A malformed `response_format` is a 400 naming it.
+
 Streams: Anthropic's named events (message_start, content_block_*, message_delta,
 message_stop, ping, error) become OpenAI chunks. Tool-use blocks are numbered by their
 ordinal among tool blocks (OpenAI's `tool_calls[].index`), not by Anthropic's block index.
+The JSON tool's block is no tool call: its `partial_json` pieces are `delta.content`.
 """
 from __future__ import annotations
 
@@ -24,9 +39,12 @@ from .base import Deployment, ProviderError, StreamState, UpstreamRequest
 from .errors import decode_json, provider_error, request_rejected
 
 __all__ = ["AnthropicAdapter", "AnthropicStream", "ADAPTER", "STOP_REASONS", "ERROR_KINDS",
-           "DEFAULT_MAX_TOKENS", "to_anthropic", "anthropic_usage"]
+           "DEFAULT_MAX_TOKENS", "JSON_TOOL", "to_anthropic", "anthropic_usage"]
 
 DEFAULT_MAX_TOKENS = 4096
+# The reserved tool that carries `response_format` JSON (see the module docstring).
+JSON_TOOL = "faregate_json_response"
+_JSON_HINT = f"When you give your final answer, give it by calling the {JSON_TOOL} tool."
 VERSION = "2023-06-01"
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
                 "max_tokens": "length", "model_context_window_exceeded": "length",
@@ -178,6 +196,37 @@ def _tool_choice(choice: Any, parallel: Any) -> dict | None:
     return out
 
 
+def _json_tool(fmt: Any) -> dict | None:
+    """The tool that stands for `response_format`, None for text; a 400 when malformed."""
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"name": JSON_TOOL, "description": "Respond with a JSON object",
+                "input_schema": {"type": "object"}}
+    if kind != "json_schema":
+        raise request_rejected("response_format must be an object whose type is text, json_object "
+                               "or json_schema", "response_format")
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise request_rejected("response_format json_schema needs a `schema` object",
+                               "response_format")
+    if schema.get("type", "object") != "object":
+        raise request_rejected("Anthropic needs a response_format schema whose root type is object",
+                               "response_format")
+    if "type" not in schema:
+        schema = {"type": "object", **schema}
+    description = "Respond with JSON matching this schema"
+    if spec.get("name"):
+        description += f" ({spec['name']})"
+    if spec.get("description"):
+        description += f": {spec['description']}"
+    return {"name": JSON_TOOL, "description": description, "input_schema": schema}
+
+
 def _mark_cacheable(system: list[dict], tools: list[dict]) -> None:
     """The `auto_cache` route option: one breakpoint after the tools and one after the
     system prompt (tools come first in Anthropic's prefix order), within the limit of 4."""
@@ -194,6 +243,18 @@ def translate_request(dep: Deployment, body: dict, *, stream: bool) -> dict:
     system, turns = to_anthropic(body.get("messages") or [])
     out: dict[str, Any] = {"model": dep.model}
     tools = _tools(body.get("tools") or [])
+    if any(t["name"] == JSON_TOOL for t in tools):
+        raise request_rejected(f"the tool name {JSON_TOOL} is reserved by the gateway", "tools")
+    json_tool = _json_tool(body.get("response_format"))
+    client_choice = body.get("tool_choice") if tools else None
+    effort = body.get("reasoning_effort") or dep.options.get("reasoning_effort")
+    budget = _THINKING_BUDGET.get(effort) if effort else None
+    # Extended thinking allows no forced tool_choice: then the system line asks for the tool.
+    force_json = json_tool is not None and not budget and (not tools or client_choice == "none")
+    if json_tool is not None:
+        tools.append(json_tool)
+        if not force_json:  # the model picks between the client's tools and the JSON answer
+            system.append({"type": "text", "text": _JSON_HINT})
     if dep.options.get("auto_cache"):
         _mark_cacheable(system, tools)
     if system:
@@ -203,8 +264,6 @@ def translate_request(dep: Deployment, body: dict, *, stream: bool) -> dict:
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") \
         or dep.options.get("max_tokens") or DEFAULT_MAX_TOKENS
     out["max_tokens"] = int(max_tokens)
-    effort = body.get("reasoning_effort") or dep.options.get("reasoning_effort")
-    budget = _THINKING_BUDGET.get(effort) if effort else None
     if budget:
         out["thinking"] = {"type": "enabled", "budget_tokens": budget}
         out["max_tokens"] = max(out["max_tokens"], budget + 1024)
@@ -220,7 +279,12 @@ def translate_request(dep: Deployment, body: dict, *, stream: bool) -> dict:
         out["stop_sequences"] = stops
     if tools:
         out["tools"] = tools
-        choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+        if force_json:
+            choice = {"type": "tool", "name": JSON_TOOL}
+        elif json_tool is not None and client_choice == "none":
+            choice = {"type": "auto"}  # thinking: the JSON tool must stay callable
+        else:
+            choice = _tool_choice(client_choice, body.get("parallel_tool_calls"))
         if choice:
             out["tool_choice"] = choice
     user = body.get("user") or body.get("safety_identifier")
@@ -249,10 +313,14 @@ def _tool_call(block: dict) -> dict:
 
 def translate_response(data: dict) -> dict:
     text, thinking, calls = [], [], []
+    json_answer = False
     for block in data.get("content") or ():
         kind = block.get("type")
         if kind == "text":
             text.append(block.get("text") or "")
+        elif kind == "tool_use" and block.get("name") == JSON_TOOL:
+            json_answer = True
+            text.append(orjson.dumps(block.get("input") or {}).decode())
         elif kind == "tool_use":
             calls.append(_tool_call(block))
         elif kind == "thinking":
@@ -264,6 +332,8 @@ def translate_response(data: dict) -> dict:
     if thinking:
         message["reasoning_content"] = "".join(thinking)
     reason = data.get("stop_reason")
+    if reason == "tool_use" and json_answer and not calls:
+        reason = "end_turn"  # only the JSON answer was a tool call
     return {"id": data.get("id", ""), "object": "chat.completion", "created": int(time.time()),
             "model": data.get("model"),
             "choices": [{"index": 0, "message": message, "logprobs": None,
@@ -287,11 +357,12 @@ def error_from(obj: Any, status: int, headers: Any = None) -> ProviderError:
 # ---- stream ------------------------------------------------------------------------------
 
 class AnthropicStream(StreamState):
-    __slots__ = ("_tools", "_writer", "_usage_raw")
+    __slots__ = ("_tools", "_json_blocks", "_writer", "_usage_raw")
 
     def __init__(self, include_usage: bool):
         super().__init__(include_usage)
         self._tools: dict[int, int] = {}   # Anthropic block index -> OpenAI tool_calls index
+        self._json_blocks: set[int] = set()  # indexes of JSON_TOOL blocks (answer content)
         self._writer: ChunkWriter | None = None
         self._usage_raw: dict = {}
 
@@ -316,15 +387,21 @@ class AnthropicStream(StreamState):
                 out.append(w.delta({"content": text}))
             elif kind == "input_json_delta":
                 piece = delta.get("partial_json") or ""
-                k = self._tools.get(obj.get("index", -1))
-                if piece and k is not None:
+                index = obj.get("index", -1)
+                k = self._tools.get(index)
+                if piece and index in self._json_blocks:
+                    self._text.append(piece)
+                    out.append(w.delta({"content": piece}))
+                elif piece and k is not None:
                     self._text.append(piece)
                     out.append(w.delta({"tool_calls": [{"index": k, "function": {"arguments": piece}}]}))
             elif kind == "thinking_delta":
                 out.append(w.delta({"reasoning_content": delta.get("thinking") or ""}))
         elif name == "content_block_start" and w is not None:
             block = obj.get("content_block") or {}
-            if block.get("type") == "tool_use":
+            if block.get("type") == "tool_use" and block.get("name") == JSON_TOOL:
+                self._json_blocks.add(obj.get("index", -1))
+            elif block.get("type") == "tool_use":
                 k = self._tools[obj.get("index", len(self._tools))] = len(self._tools)
                 out.append(w.delta({"tool_calls": [{"index": k, "id": block.get("id", ""), "type": "function",
                                                     "function": {"name": block.get("name", ""), "arguments": ""}}]}))
@@ -343,6 +420,8 @@ class AnthropicStream(StreamState):
             self._usage_raw.update({k: v for k, v in (obj.get("usage") or {}).items() if v is not None})
             self.usage = anthropic_usage(self._usage_raw)
             reason = (obj.get("delta") or {}).get("stop_reason")
+            if reason == "tool_use" and self._json_blocks and not self._tools:
+                reason = "end_turn"  # only the JSON answer was a tool call
             if reason:
                 self.finish_reason = STOP_REASONS.get(reason, "stop")
                 out.append(w.delta({}, finish_reason=self.finish_reason))

@@ -2,7 +2,10 @@
 shapes the anthropic SDK expects: the full named-event stream (message_start, ping,
 content_block_start/delta/stop for text and tool_use with input_json_delta, message_delta
 with cumulative usage, message_stop), errors as {"type":"error","error":{...}} including 529
-overloaded_error, a `request-id` header and anthropic-ratelimit-* headers."""
+overloaded_error, a `request-id` header and anthropic-ratelimit-* headers. A tool call's input
+is a value matching the tool's input_schema (strings "Oslo", numbers 1, booleans true, enums
+their first value, arrays of one item, nested objects), and a forced tool
+(`tool_choice: {"type": "tool"}`) is always called, as the real API does."""
 from __future__ import annotations
 
 import hashlib
@@ -44,14 +47,40 @@ def _cached_tokens(raw: bytes, prompt: int) -> int:
     return min(prompt - 1, 1024 * marked) if marked and prompt > 1 else 0
 
 
+def _sample(schema: dict, depth: int = 0) -> object:
+    """A value that matches a simple JSON schema."""
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return _sample(schema[key][0] or {}, depth)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "string":
+        return "Oslo"
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    if kind == "array":
+        return [] if depth > 4 else [_sample(schema.get("items") or {"type": "string"}, depth + 1)]
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        return {} if depth > 4 else {k: _sample(v or {}, depth + 1) for k, v in props.items()}
+    return 1
+
+
 def _tool_use(body: dict) -> dict | None:
     tools = body.get("tools")
     choice = body.get("tool_choice") or {"type": "auto"}
     if not tools or choice.get("type") == "none":
         return None
     name = choice.get("name") if choice.get("type") == "tool" else tools[0].get("name", "tool")
-    props = next((t.get("input_schema") or {} for t in tools if t.get("name") == name), {}).get("properties") or {}
-    args = {k: ("Oslo" if (v or {}).get("type") == "string" else 1) for k, v in props.items()}
+    schema = next((t.get("input_schema") or {} for t in tools if t.get("name") == name), {})
+    args = _sample({**schema, "type": "object"})
     return {"type": "tool_use", "id": "toolu_" + hashlib.blake2b(name.encode(), digest_size=9).hexdigest(),
             "name": name, "input": args}
 
@@ -133,7 +162,8 @@ class AnthropicMock(MockProvider):
                 await self.sleep_ms(beh.latency_ms)
                 return self.error_response(beh.status, beh.error_message, beh.retry_after)
             fault = beh.fault
-        tool = _tool_use(body) if beh.tool_calls else None
+        forced = (body.get("tool_choice") or {}).get("type") == "tool"
+        tool = _tool_use(body) if beh.tool_calls or forced else None
         prompt = _prompt_tokens(body)
         cached = _cached_tokens(raw, prompt)
         usage = {"input_tokens": prompt - cached, "cache_creation_input_tokens": 0,

@@ -239,3 +239,29 @@ def test_anthropic_has_no_embeddings(client):
     with pytest.raises(openai.BadRequestError) as info:
         client.embeddings.create(model="via-anthropic", input="hi")
     assert info.value.status_code == 400 and "embeddings" in info.value.message.lower()
+
+
+WEATHER_FORMAT = {"type": "json_schema", "json_schema": {"name": "weather", "strict": True, "schema": {
+    "type": "object", "properties": {"city": {"type": "string"}, "temp_c": {"type": "number"},
+                                     "windy": {"type": "boolean"}, "tags": {"type": "array", "items": {"type": "string"}}},
+    "required": ["city", "temp_c", "windy", "tags"], "additionalProperties": False}}}
+WEATHER_JSON = {"city": "Oslo", "temp_c": 1, "windy": True, "tags": ["Oslo"]}
+
+
+def test_anthropic_json_schema_response_format(client, stack):
+    c = client.chat.completions.create(model="via-anthropic", messages=MSG, response_format=WEATHER_FORMAT)
+    assert json.loads(c.choices[0].message.content) == WEATHER_JSON
+    assert c.choices[0].finish_reason == "stop" and not c.choices[0].message.tool_calls
+    body, _ = _upstream(stack, "anthropic")
+    assert body["tool_choice"]["type"] == "tool"
+    assert body["tools"][-1]["input_schema"] == WEATHER_FORMAT["json_schema"]["schema"]
+
+
+def test_anthropic_json_schema_response_format_stream(client):
+    chunks = list(client.chat.completions.create(model="via-anthropic", messages=MSG, stream=True,
+                                                 response_format=WEATHER_FORMAT))
+    assert not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 1 and json.loads("".join(pieces)) == WEATHER_JSON
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]

@@ -112,6 +112,22 @@ def test_anthropic_tool_use_forced(anthropic_mock):
     assert msg.content[0].name == "get_time"
 
 
+def test_anthropic_forced_tool_input_matches_its_schema(anthropic_mock):
+    schema = {"type": "object", "required": ["name", "n", "x", "ok", "kind", "items", "inner", "maybe"],
+              "properties": {"name": {"type": "string"}, "n": {"type": "integer"}, "x": {"type": "number"},
+                             "ok": {"type": "boolean"}, "kind": {"type": "string", "enum": ["b", "a"]},
+                             "items": {"type": "array", "items": {"type": "integer"}},
+                             "inner": {"type": "object", "properties": {"s": {"type": "string"}}},
+                             "maybe": {"anyOf": [{"type": "null"}, {"type": "boolean"}]}}}
+    tool = {"name": "answer", "input_schema": schema}
+    msg = _claude(anthropic_mock).messages.create(
+        model="m", max_tokens=100, tools=[tool], tool_choice={"type": "tool", "name": "answer"},
+        messages=[{"role": "user", "content": "json"}])
+    assert msg.content[0].input == {"name": "Oslo", "n": 1, "x": 1, "ok": True, "kind": "b", "items": [1],
+                                    "inner": {"s": "Oslo"}, "maybe": None}
+    assert msg.stop_reason == "tool_use"
+
+
 @pytest.mark.parametrize("status,exc", [
     (400, anthropic.BadRequestError), (401, anthropic.AuthenticationError),
     (403, anthropic.PermissionDeniedError), (404, anthropic.NotFoundError),

@@ -1,14 +1,17 @@
 """The translation rules, one assertion at a time (the golden files pin whole payloads)."""
 from __future__ import annotations
 
+import json
+import random
+
 import orjson
 import pytest
 
 from adapters import PROVIDERS, REGISTRY, Deployment, RequestRejected, get_adapter, provider_defaults
-from adapters.anthropic import DEFAULT_MAX_TOKENS, STOP_REASONS
+from adapters.anthropic import DEFAULT_MAX_TOKENS, JSON_TOOL, STOP_REASONS
 from adapters.errors import parse_duration, parse_retry_after
 from adapters.gemini import FINISH_REASONS
-from golden import deployment
+from golden import deployment, random_splits, run_stream, sse_events
 
 USER = {"role": "user", "content": "hi"}
 
@@ -142,6 +145,138 @@ def test_anthropic_usage_follows_openai_convention():
     usage = get_adapter("anthropic").chat_response(deployment("anthropic"), data)["usage"]
     assert usage["prompt_tokens"] == 160 and usage["total_tokens"] == 165
     assert usage["prompt_tokens_details"] == {"cached_tokens": 100, "cache_write_tokens": 50}
+
+
+# ---- Anthropic JSON mode (response_format as a forced tool) ------------------------------
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "temp_c": {"type": "number"}},
+          "required": ["city", "temp_c"]}
+JSON_SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "weather", "schema": SCHEMA, "strict": True}}
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+def test_anthropic_json_schema_becomes_a_forced_tool():
+    out = body_of("anthropic", {"messages": [USER], "response_format": JSON_SCHEMA_FORMAT})
+    (tool,) = out["tools"]
+    assert tool["name"] == JSON_TOOL and tool["input_schema"] == SCHEMA
+    assert "weather" in tool["description"]
+    assert out["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
+    assert "system" not in out
+
+
+def test_anthropic_json_object_becomes_a_forced_object_tool():
+    out = body_of("anthropic", {"messages": [USER], "response_format": {"type": "json_object"}}, stream=True)
+    assert out["tools"] == [{"name": JSON_TOOL, "description": "Respond with a JSON object",
+                             "input_schema": {"type": "object"}}]
+    assert out["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
+
+
+def test_anthropic_text_response_format_changes_nothing():
+    assert body_of("anthropic", {"messages": [USER], "response_format": {"type": "text"}}) == \
+        body_of("anthropic", {"messages": [USER]})
+
+
+@pytest.mark.parametrize("choice,expected", [
+    (None, None), ("auto", {"type": "auto"}), ("required", {"type": "any"}),
+    ({"type": "function", "function": {"name": "get_weather"}}, {"type": "tool", "name": "get_weather"}),
+    ("none", {"type": "tool", "name": JSON_TOOL}),
+])
+def test_anthropic_json_mode_with_client_tools_keeps_them_and_their_choice(choice, expected):
+    body = {"messages": [USER], "tools": [WEATHER_TOOL], "response_format": JSON_SCHEMA_FORMAT}
+    if choice is not None:
+        body["tool_choice"] = choice
+    out = body_of("anthropic", body)
+    assert [t["name"] for t in out["tools"]] == ["get_weather", JSON_TOOL]
+    assert out.get("tool_choice") == expected
+    if choice != "none":  # the model chooses, so it is told how to answer
+        assert JSON_TOOL in out["system"]
+
+
+def test_anthropic_json_mode_with_thinking_is_not_forced():
+    out = body_of("anthropic", {"messages": [USER], "reasoning_effort": "low",
+                                "response_format": {"type": "json_object"}})
+    assert out["thinking"]["type"] == "enabled" and "tool_choice" not in out
+    assert [t["name"] for t in out["tools"]] == [JSON_TOOL] and JSON_TOOL in out["system"]
+
+
+@pytest.mark.parametrize("fmt", [
+    "json", ["json_object"], {"type": "yaml"}, {}, {"type": "json_schema"},
+    {"type": "json_schema", "json_schema": {"name": "x"}},
+    {"type": "json_schema", "json_schema": {"name": "x", "schema": "{}"}},
+    {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}},
+])
+def test_anthropic_malformed_response_format_is_a_400_naming_it(fmt):
+    with pytest.raises(RequestRejected) as exc:
+        body_of("anthropic", {"messages": [USER], "response_format": fmt})
+    assert exc.value.error.status == 400 and exc.value.error.body["error"]["param"] == "response_format"
+
+
+def test_anthropic_reserved_tool_name_is_rejected():
+    with pytest.raises(RequestRejected) as exc:
+        body_of("anthropic", {"messages": [USER], "tools": [
+            {"type": "function", "function": {"name": JSON_TOOL}}]})
+    assert exc.value.error.body["error"]["param"] == "tools"
+
+
+def _message(content: list, stop_reason: str) -> bytes:
+    return orjson.dumps({"id": "m", "type": "message", "model": "c", "content": content,
+                         "stop_reason": stop_reason, "usage": {"input_tokens": 1, "output_tokens": 1}})
+
+
+@pytest.mark.parametrize("stop_reason,finish", [("tool_use", "stop"), ("end_turn", "stop"),
+                                                 ("max_tokens", "length")])
+def test_anthropic_json_tool_call_is_unwrapped_into_content(stop_reason, finish):
+    answer = {"city": "Oslo", "temp_c": 4.5, "tags": ["ø", "✓"], "nested": {"ok": True}}
+    data = _message([{"type": "tool_use", "id": "toolu_1", "name": JSON_TOOL, "input": answer}], stop_reason)
+    choice = get_adapter("anthropic").chat_response(deployment("anthropic"), data)["choices"][0]
+    assert json.loads(choice["message"]["content"]) == answer
+    assert choice["message"]["content"] == json.dumps(answer, separators=(",", ":"), ensure_ascii=False)
+    assert "tool_calls" not in choice["message"]
+    assert choice["finish_reason"] == finish
+
+
+def test_anthropic_other_tool_calls_stay_tool_calls_next_to_the_json_answer():
+    data = _message([{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}},
+                     {"type": "tool_use", "id": "toolu_2", "name": JSON_TOOL, "input": {"a": 1}}], "tool_use")
+    choice = get_adapter("anthropic").chat_response(deployment("anthropic"), data)["choices"][0]
+    assert choice["message"]["content"] == '{"a":1}'
+    assert [c["function"]["name"] for c in choice["message"]["tool_calls"]] == ["get_weather"]
+    assert choice["finish_reason"] == "tool_calls"
+
+
+def _sse(name: str, obj: dict) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _json_tool_stream(args: str, stop_reason: str) -> bytes:
+    pieces = [args[i:i + 5] for i in range(0, len(args), 5)]
+    out = [_sse("message_start", {"type": "message_start", "message": {
+        "id": "msg_1", "model": "c", "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+        _sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+            "type": "tool_use", "id": "toolu_1", "name": JSON_TOOL, "input": {}}})]
+    out += [_sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                         "delta": {"type": "input_json_delta", "partial_json": p}})
+            for p in [""] + pieces]
+    out += [_sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            _sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop_reason},
+                                   "usage": {"output_tokens": 9}}),
+            _sse("message_stop", {"type": "message_stop"})]
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("stop_reason,finish", [("tool_use", "stop"), ("max_tokens", "length")])
+def test_anthropic_stream_json_tool_becomes_content_under_any_chunking(stop_reason, finish):
+    args = json.dumps({"city": "Oslo", "temp_c": 4.5, "note": "ø ✓ \\ \"q\""}, ensure_ascii=False)
+    raw = _json_tool_stream(args, stop_reason)
+    rng = random.Random(7)
+    for splits in [None, list(range(1, len(raw)))] + [random_splits(len(raw), rng) for _ in range(30)]:
+        out, translator = run_stream("anthropic", raw, include_usage=False, splits=splits)
+        events = [e for e in sse_events(out) if e != "[DONE]"]
+        deltas = [e["choices"][0]["delta"] for e in events]
+        assert not any("tool_calls" in d for d in deltas)
+        assert json.loads("".join(d.get("content") or "" for d in deltas)) == json.loads(args)
+        assert [e["choices"][0]["finish_reason"] for e in events if e["choices"][0]["finish_reason"]] == [finish]
+        assert translator.finish_reason == finish and translator.completion_text == args
 
 
 # ---- Gemini requests ---------------------------------------------------------------------
