@@ -64,7 +64,7 @@ class FailoverRun:
         self.plan = plan
         self.body = body
         self.cfg = router.cfg
-        self.rng = rng or random.Random()
+        self.rng = rng or router.rng  # one generator per worker: Random() seeds from os.urandom
         self.queue: list[Member] = list(plan.members)
         self.again: list[Member] = []          # failed transiently: a second round
         self.attempts: list[Attempt] = []      # every failed try, in order

@@ -243,7 +243,7 @@ class Router:
         self.cfg = routing or RoutingConfig()
         self._catalog_source = catalog if catalog is not None else default_catalog()
         self._pricing = pricing
-        self._rng = rng or random.Random()
+        self.rng = rng or random.Random()
         self.clock = clock
         self.complexity = ComplexityEstimator(self.cfg.complexity)
         self.pool: list[Member] = []
@@ -463,7 +463,7 @@ class Router:
         if len(idxs) <= 1:
             return list(idxs)
         picker = route.wset.picker
-        rng = self._rng
+        rng = self.rng
         excluded = set(range(len(route.members))).difference(idxs)
         out: list[int] = []
         while True:
