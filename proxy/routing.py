@@ -503,7 +503,7 @@ class Router:
             s += f" ({', '.join(estimate.reasons)})"
         s += f"; {n_eligible}/{len(route.members)} candidates"
         if dropped:
-            s += " (" + ", ".join(f"{k.split(':')[-1]} -{len(v)}" for k, v in dropped.items()) + ")"
+            s += " (" + ", ".join(f"{len(v)} dropped by {k.split(':')[-1]}" for k, v in dropped.items()) + ")"
         first = members[0]
         how = {"weighted": "weighted pick", "cheapest": "cheapest", "auto": "cheapest adequate",
                "cascade": "cascade from"}[route.policy]

@@ -305,7 +305,7 @@ def test_long_prompt_never_reaches_a_small_context_window(stack):
     long = [{"role": "user", "content": "lorem ipsum dolor sit amet " * 30_000}]   # ~150k tokens
     r = post(gw, {"model": "longctx", "messages": long})
     assert r.status == 200 and r.headers["x-faregate-model"] == "claude-haiku-4-5"
-    assert "context -1" in r.headers["x-faregate-route"]
+    assert "1 dropped by context" in r.headers["x-faregate-route"]
     assert "deepseek-chat" not in oa.call(lambda: oa.provider.stats["by_model"])
     assert post(gw, {"model": "longctx", "messages": MSG}).headers["x-faregate-model"] == "deepseek-chat"
 

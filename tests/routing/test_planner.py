@@ -67,7 +67,7 @@ def test_auto_sends_a_classification_to_the_cheapest_and_reasoning_higher():
     costs = [hard.costs[m.index] for m in hard.members]
     assert costs == sorted(costs)
     assert hard.explanation.startswith(f"auto: auto, tier>={hard.min_tier} (math, 4 steps, reasoning)")
-    assert "candidates (tier -" in hard.explanation and "cheapest adequate" in hard.explanation
+    assert "dropped by tier)" in hard.explanation and "cheapest adequate" in hard.explanation
 
 
 def test_tools_never_reach_a_model_without_tools():
@@ -78,7 +78,7 @@ def test_tools_never_reach_a_model_without_tools():
     for _ in range(20):
         p = r.plan(chat(model="cheap", tools=tools), {})
         assert labels(p) == ["openai/gpt-4o-mini"]
-    assert "1/2 candidates (tools -1)" in p.explanation
+    assert "1/2 candidates (1 dropped by tools)" in p.explanation
     with pytest.raises(GatewayError) as exc:
         r.plan(chat(model="ministral-8b-latest", tools=tools), {})
     assert exc.value.status == 400 and exc.value.param == "tools"
