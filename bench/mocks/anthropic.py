@@ -111,6 +111,9 @@ class AnthropicMock(MockProvider):
                             "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:00Z"})
         return headers
 
+    def status_response(self, beh: Behavior) -> web.Response:
+        return self.error_response(beh.status, beh.error_message, beh.retry_after)
+
     def error_response(self, status: int, message: str | None, retry_after: float | None = None,
                        count_fault: bool = True) -> web.Response:
         if count_fault:
@@ -153,15 +156,9 @@ class AnthropicMock(MockProvider):
             return bad
         if self.models is not None and model not in self.models:
             return self.error_response(404, f"model: {model}", count_fault=False)
-        fault = None
-        if self.fault_hits(beh):
-            early = await self.pre_response(request, beh)
-            if early is not None:
-                return early
-            if beh.status != 200:
-                await self.sleep_ms(beh.latency_ms)
-                return self.error_response(beh.status, beh.error_message, beh.retry_after)
-            fault = beh.fault
+        early, fault = await self.apply_fault(request, beh)
+        if early is not None:
+            return early
         forced = (body.get("tool_choice") or {}).get("type") == "tool"
         tool = _tool_use(body) if beh.tool_calls or forced else None
         prompt = _prompt_tokens(body)

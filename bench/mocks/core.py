@@ -168,6 +168,25 @@ class MockProvider:
             return self.reset_connection(request)
         return None
 
+    async def apply_fault(self, request: web.Request,
+                          beh: Behavior) -> tuple[web.StreamResponse | None, str | None]:
+        """Rolls the request's fault. A reset or an error status gives the response to send
+        instead, `(response, None)`; a fault the answer itself acts on (cut) gives
+        `(None, fault)`; no fault `(None, None)`."""
+        if not self.fault_hits(beh):
+            return None, None
+        early = await self.pre_response(request, beh)
+        if early is not None:
+            return early, None
+        if beh.status != 200:
+            await self.sleep_ms(beh.latency_ms)
+            return self.status_response(beh), None
+        return None, beh.fault
+
+    def status_response(self, beh: Behavior) -> web.Response:
+        """The format's error response for `beh.status` (message, retry-after)."""
+        raise NotImplementedError("format modules answer errors in their own shape")
+
     @staticmethod
     async def sleep_ms(ms: float) -> None:
         if ms > 0:

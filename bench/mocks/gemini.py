@@ -63,6 +63,9 @@ class GeminiMock(MockProvider):
             app.router.add_get(f"/{version}/models", self.list_models)
             app.router.add_get(f"/{version}/models/{{name}}", self.get_model)
 
+    def status_response(self, beh: Behavior) -> web.Response:
+        return self.error_response(beh.status, beh.error_message, beh.retry_after)
+
     def error_response(self, status: int, message: str | None, retry_after: float | None = None,
                        count_fault: bool = True) -> web.Response:
         if count_fault:
@@ -93,15 +96,9 @@ class GeminiMock(MockProvider):
         beh = self.behavior_for(request, model)
         if action not in ("generateContent", "streamGenerateContent", "embedContent", "batchEmbedContents"):
             return self.error_response(404, f"unknown method {action}", count_fault=False)
-        fault = None
-        if self.fault_hits(beh):
-            early = await self.pre_response(request, beh)
-            if early is not None:
-                return early
-            if beh.status != 200:
-                await self.sleep_ms(beh.latency_ms)
-                return self.error_response(beh.status, beh.error_message, beh.retry_after)
-            fault = beh.fault
+        early, fault = await self.apply_fault(request, beh)
+        if early is not None:
+            return early
         if action == "embedContent":
             return self._embed([body], model, single=True)
         if action == "batchEmbedContents":

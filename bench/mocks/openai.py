@@ -73,6 +73,9 @@ class OpenAIMock(MockProvider):
             app.router.add_post(prefix + "/embeddings", self.embeddings)
             app.router.add_get(prefix + "/models", self.list_models)
 
+    def status_response(self, beh: Behavior) -> web.Response:
+        return self.error_response(beh, beh.status)
+
     def error_response(self, beh: Behavior, status: int) -> web.Response:
         self.stats["faults"] += 1
         self.note_status(status)
@@ -104,16 +107,9 @@ class OpenAIMock(MockProvider):
         beh = self.behavior_for(request, model)
         if self.models is not None and model not in self.models:
             return self.error_response(beh.merged({"error_message": f"The model `{model}` does not exist"}), 404)
-        if self.fault_hits(beh):
-            early = await self.pre_response(request, beh)
-            if early is not None:
-                return early
-            if beh.status != 200:
-                await self.sleep_ms(beh.latency_ms)
-                return self.error_response(beh, beh.status)
-            fault = beh.fault
-        else:
-            fault = None
+        early, fault = await self.apply_fault(request, beh)
+        if early is not None:
+            return early
         if body.get("stream"):
             return await self._stream(request, body, beh, fault)
         await self.sleep_ms(beh.latency_ms)
@@ -208,12 +204,9 @@ class OpenAIMock(MockProvider):
         model = body.get("model")
         self.note_request(request, model, body)
         beh = self.behavior_for(request, model)
-        if self.fault_hits(beh):
-            early = await self.pre_response(request, beh)
-            if early is not None:
-                return early
-            if beh.status != 200:
-                return self.error_response(beh, beh.status)
+        early, _ = await self.apply_fault(request, beh)  # embeddings have no stream to cut
+        if early is not None:
+            return early
         await self.sleep_ms(beh.latency_ms)
         inputs = body.get("input")
         if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
