@@ -181,6 +181,37 @@ class Bodies:
         return parts[0] + self.run + b"-%d" % self.n + parts[1]
 
 
+async def drive(one, connections: int, duration: float, rate: float | None) -> float:
+    """Runs `one(due)` for `duration` seconds and returns the seconds it took: closed loop
+    (`connections` workers back to back) or, with `rate`, open loop — request i is due at
+    t0 + i/rate whatever happened to the ones before, and the time it waited counts."""
+    t0 = time.perf_counter()
+    stop_at = t0 + duration
+    if rate:
+        tasks: set = set()
+        i = 0
+        while True:
+            due = t0 + i / rate
+            if due >= stop_at:
+                break
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            t = asyncio.ensure_future(one(due))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+            i += 1
+        if tasks:
+            await asyncio.wait(tasks)
+    else:
+        async def worker() -> None:
+            while (t := time.perf_counter()) < stop_at:
+                await one(t)
+
+        await asyncio.gather(*[worker() for _ in range(connections)])
+    return time.perf_counter() - t0
+
+
 async def _aio(url: str, bodies: list[bytes], headers: dict[str, str], connections: int,
                duration: float, rate: float | None) -> LoadResult:
     import aiohttp
@@ -208,36 +239,7 @@ async def _aio(url: str, bodies: list[bytes], headers: dict[str, str], connectio
     timeout = aiohttp.ClientTimeout(total=30)
     conn = aiohttp.TCPConnector(limit=connections, force_close=False)
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
-        t0 = time.perf_counter()
-        stop_at = t0 + duration
-        if rate:
-            # Open loop: request i is due at t0 + i/rate whatever happened to the ones before;
-            # at most `connections` are in flight, the rest wait and the wait counts.
-            tasks = set()
-            i = 0
-            while True:
-                due = t0 + i / rate
-                if due >= stop_at:
-                    break
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                t = asyncio.ensure_future(one(session, due))
-                tasks.add(t)
-                t.add_done_callback(tasks.discard)
-                i += 1
-            if tasks:
-                await asyncio.wait(tasks)
-        else:
-            async def worker() -> None:
-                while True:
-                    t = time.perf_counter()
-                    if t >= stop_at:
-                        return
-                    await one(session, t)
-
-            await asyncio.gather(*[worker() for _ in range(connections)])
-        secs = time.perf_counter() - t0
+        secs = await drive(lambda due: one(session, due), connections, duration, rate)
     lat.sort()
     return LoadResult("aiohttp", len(lat), errors, secs, len(lat) / secs if secs else 0.0,
                       mode="open" if rate else "closed", connections=connections, rate=rate,

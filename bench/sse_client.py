@@ -19,7 +19,7 @@ import time
 import msgspec
 import orjson
 
-from .loadgen import DEFAULT_HEADERS, Bodies, _child, _run_in_loop, pinned, quantiles
+from .loadgen import DEFAULT_HEADERS, Bodies, _child, _run_in_loop, drive, pinned, quantiles
 
 __all__ = ["StreamTiming", "SSEResult", "read_stream", "run_sse"]
 
@@ -116,31 +116,7 @@ async def _run(url: str, bodies: list[bytes], headers: dict[str, str], connectio
 
     conn = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as session:
-        t0 = time.perf_counter()
-        stop_at = t0 + duration
-        if rate:
-            tasks = set()
-            i = 0
-            while True:
-                due = t0 + i / rate
-                if due >= stop_at:
-                    break
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                t = asyncio.ensure_future(one(session, due))
-                tasks.add(t)
-                t.add_done_callback(tasks.discard)
-                i += 1
-            if tasks:
-                await asyncio.wait(tasks)
-        else:
-            async def worker() -> None:
-                while time.perf_counter() < stop_at:
-                    await one(session, time.perf_counter())
-
-            await asyncio.gather(*[worker() for _ in range(connections)])
-        secs = time.perf_counter() - t0
+        secs = await drive(lambda due: one(session, due), connections, duration, rate)
     good = [t for t in timings if t.ok]
     kinds: dict[str, int] = {}
     for t in timings:
