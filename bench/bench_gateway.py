@@ -29,7 +29,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    """Waits until `url` answers at all (any HTTP status), failing early if `proc` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -41,7 +42,7 @@ def _wait(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None)
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
 def start_mock(port: int, cpus: str | None, **behavior) -> subprocess.Popen:
@@ -49,7 +50,7 @@ def start_mock(port: int, cpus: str | None, **behavior) -> subprocess.Popen:
     for k, v in behavior.items():
         cmd += ["--" + k.replace("_", "-"), str(v)]
     proc = subprocess.Popen(pinned(cmd, cpus), cwd=ROOT, stdout=subprocess.DEVNULL)
-    _wait(f"http://127.0.0.1:{port}/v1/models", proc=proc)
+    wait_http(f"http://127.0.0.1:{port}/v1/models", proc=proc)
     return proc
 
 
@@ -95,7 +96,7 @@ def start_gateway(port: int, upstream: str, cpus: str | None, extra_env: dict | 
                                     "--workers", str(workers)], cpus),
                             cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     try:
-        _wait(f"http://127.0.0.1:{port}/readyz", proc=proc)
+        wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
     except RuntimeError:
         proc.kill()
         proc.wait()

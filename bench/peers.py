@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import orjson
 import yaml
+
+from .bench_gateway import wait_http
 
 __all__ = ["CACHE_DIR", "Target", "PeerStatus", "peer_status", "start_peer", "probe", "PEERS",
            "install", "main"]
@@ -150,21 +151,6 @@ def peer_status(name: str) -> PeerStatus:
 
 # ---- starting them --------------------------------------------------------------------------
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode} while starting")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
-
-
 def _tail(path: str, n: int = 1500) -> str:
     try:
         with open(path, "rb") as fh:
@@ -202,7 +188,7 @@ def start_litellm(port: int, upstream: str, cpus: str | None, workers: int = 1) 
                     {"authorization": f"Bearer {master}"}, proc, workers,
                     peer_status("litellm").version, [cfg_path, log_path])
     try:
-        _wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, 120)
+        wait_http(f"http://127.0.0.1:{port}/health/liveliness", 120, proc)
     except RuntimeError as exc:
         target.stop()
         raise RuntimeError(f"LiteLLM did not start: {exc}\n{_tail(log_path)}") from None
@@ -229,7 +215,7 @@ def start_portkey(port: int, upstream: str, cpus: str | None, workers: int = 1) 
     if workers > 1:
         target.note = "runs one node process (no worker option)"
     try:
-        _wait_http(f"http://127.0.0.1:{port}/", proc, 60)
+        wait_http(f"http://127.0.0.1:{port}/", 60, proc)
     except RuntimeError as exc:
         target.stop()
         raise RuntimeError(f"Portkey did not start: {exc}\n{_tail(log_path)}") from None
