@@ -366,17 +366,8 @@ class AnthropicStream(StreamState):
         self._writer: ChunkWriter | None = None
         self._usage_raw: dict = {}
 
-    def feed(self, chunk: bytes) -> bytes:
-        out: list[bytes] = []
-        for ev in self._parser.feed(chunk):
-            if self.done:
-                break
-            obj = decode_json(ev.data)
-            if isinstance(obj, dict):
-                self._event(ev.event or obj.get("type"), obj, out)
-        return b"".join(out)
-
-    def _event(self, name: str | None, obj: dict, out: list[bytes]) -> None:
+    def _on_event(self, event: str | None, obj: dict, out: list[bytes]) -> None:
+        name = event or obj.get("type")
         w = self._writer
         if name == "content_block_delta" and w is not None:
             delta = obj.get("delta") or {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import msgspec
+import orjson
 
 __all__ = [
     "Deployment", "UpstreamRequest", "ProviderError", "StreamTranslator", "StreamState", "Adapter",
@@ -120,6 +121,24 @@ class StreamState:
     @property
     def completion_text(self) -> str:
         return "".join(self._text)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Parses the provider's SSE events and hands each JSON object to `_on_event`, which
+        appends the OpenAI chunks to send; OpenAIStream overrides this with its fast path."""
+        out: list[bytes] = []
+        for ev in self._parser.feed(chunk):
+            if self.done:
+                break
+            try:
+                obj = orjson.loads(ev.data)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                self._on_event(ev.event, obj, out)
+        return b"".join(out)
+
+    def _on_event(self, event: str | None, obj: dict, out: list[bytes]) -> None:
+        raise NotImplementedError("each provider's translator handles its own events")
 
 
 class Adapter(Protocol):

@@ -335,17 +335,7 @@ class GeminiStream(StreamState):
         self._writer: ChunkWriter | None = None
         self._ended: set[int] = set()
 
-    def feed(self, chunk: bytes) -> bytes:
-        out: list[bytes] = []
-        for ev in self._parser.feed(chunk):
-            if self.done:
-                break
-            obj = decode_json(ev.data)
-            if isinstance(obj, dict):
-                self._response(obj, out)
-        return b"".join(out)
-
-    def _response(self, obj: dict, out: list[bytes]) -> None:
+    def _on_event(self, event: str | None, obj: dict, out: list[bytes]) -> None:
         if "error" in obj:
             self.error = error_from(obj, int((obj["error"] or {}).get("code") or 500))
             self.done = True
