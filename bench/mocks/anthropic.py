@@ -111,9 +111,6 @@ class AnthropicMock(MockProvider):
                             "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:00Z"})
         return headers
 
-    def status_response(self, beh: Behavior) -> web.Response:
-        return self.error_response(beh.status, beh.error_message, beh.retry_after)
-
     def error_response(self, status: int, message: str | None, retry_after: float | None = None,
                        count_fault: bool = True) -> web.Response:
         if count_fault:
@@ -188,8 +185,7 @@ class AnthropicMock(MockProvider):
         await resp.prepare(request)
         self.note_status(200)
         start_usage = {**usage, "output_tokens": 1}
-        self.stats["in_flight"] += 1
-        try:
+        with self.streaming():
             await resp.write(_event("message_start", {"type": "message_start", "message": {
                 "id": msg_id, "type": "message", "role": "assistant", "model": body.get("model"),
                 "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}}))
@@ -234,10 +230,6 @@ class AnthropicMock(MockProvider):
             await resp.write(_event("message_stop", {"type": "message_stop"}))
             await resp.write_eof()
             self.stats["completed_streams"] += 1
-        except (ConnectionResetError, ConnectionError, RuntimeError):
-            self.stats["disconnects"] += 1
-        finally:
-            self.stats["in_flight"] -= 1
         return resp
 
     async def count_tokens(self, request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ Format modules supply the request handlers; this module knows no provider.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 import random
@@ -184,8 +185,20 @@ class MockProvider:
         return None, beh.fault
 
     def status_response(self, beh: Behavior) -> web.Response:
-        """The format's error response for `beh.status` (message, retry-after)."""
-        raise NotImplementedError("format modules answer errors in their own shape")
+        """The error response for `beh.status`, in the format's shape (its `error_response`)."""
+        return self.error_response(beh.status, beh.error_message, beh.retry_after)
+
+    @contextlib.contextmanager
+    def streaming(self):
+        """Counts a stream while it is written; a client that went away mid-stream counts as a
+        disconnect (aiohttp raises ConnectionResetError, or RuntimeError on a closed writer)."""
+        self.stats["in_flight"] += 1
+        try:
+            yield
+        except (ConnectionError, RuntimeError):
+            self.stats["disconnects"] += 1
+        finally:
+            self.stats["in_flight"] -= 1
 
     @staticmethod
     async def sleep_ms(ms: float) -> None:

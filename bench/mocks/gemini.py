@@ -63,9 +63,6 @@ class GeminiMock(MockProvider):
             app.router.add_get(f"/{version}/models", self.list_models)
             app.router.add_get(f"/{version}/models/{{name}}", self.get_model)
 
-    def status_response(self, beh: Behavior) -> web.Response:
-        return self.error_response(beh.status, beh.error_message, beh.retry_after)
-
     def error_response(self, status: int, message: str | None, retry_after: float | None = None,
                        count_fault: bool = True) -> web.Response:
         if count_fault:
@@ -150,8 +147,7 @@ class GeminiMock(MockProvider):
         resp = web.StreamResponse(headers={"content-type": "text/event-stream" if sse else "application/json"})
         await resp.prepare(request)
         self.note_status(200)
-        self.stats["in_flight"] += 1
-        try:
+        with self.streaming():
             await self.sleep_ms(beh.ttft_ms)
             for i, chunk in enumerate(chunks):
                 if i:
@@ -169,10 +165,6 @@ class GeminiMock(MockProvider):
                 await resp.write(b"]")
             await resp.write_eof()
             self.stats["completed_streams"] += 1
-        except (ConnectionResetError, ConnectionError, RuntimeError):
-            self.stats["disconnects"] += 1
-        finally:
-            self.stats["in_flight"] -= 1
         return resp
 
     def _embed(self, requests: list, model: str, *, single: bool) -> web.Response:

@@ -73,18 +73,16 @@ class OpenAIMock(MockProvider):
             app.router.add_post(prefix + "/embeddings", self.embeddings)
             app.router.add_get(prefix + "/models", self.list_models)
 
-    def status_response(self, beh: Behavior) -> web.Response:
-        return self.error_response(beh, beh.status)
-
-    def error_response(self, beh: Behavior, status: int) -> web.Response:
+    def error_response(self, status: int, message: str | None,
+                       retry_after: float | None = None) -> web.Response:
         self.stats["faults"] += 1
         self.note_status(status)
-        body = {"error": {"message": beh.error_message or f"mock upstream error {status}",
+        body = {"error": {"message": message or f"mock upstream error {status}",
                           "type": _ERROR_TYPES.get(status, "server_error"), "param": None,
                           "code": _ERROR_CODES.get(status)}}
         headers = {}
-        if beh.retry_after is not None:
-            headers["retry-after"] = str(beh.retry_after)
+        if retry_after is not None:
+            headers["retry-after"] = str(retry_after)
         return web.Response(status=status, body=orjson.dumps(body), headers=headers,
                             content_type="application/json")
 
@@ -106,7 +104,7 @@ class OpenAIMock(MockProvider):
         self.note_request(request, model, body)
         beh = self.behavior_for(request, model)
         if self.models is not None and model not in self.models:
-            return self.error_response(beh.merged({"error_message": f"The model `{model}` does not exist"}), 404)
+            return self.error_response(404, f"The model `{model}` does not exist")
         early, fault = await self.apply_fault(request, beh)
         if early is not None:
             return early
@@ -153,8 +151,7 @@ class OpenAIMock(MockProvider):
         def frame(choices: bytes, usage: bytes = b"null") -> bytes:
             return b"data: " + env + choices + b',"usage":' + usage + b"}\n\n"
 
-        self.stats["in_flight"] += 1
-        try:
+        with self.streaming():
             await resp.write(frame(b'[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]'))
             await self.sleep_ms(beh.ttft_ms)
             if call:
@@ -193,10 +190,6 @@ class OpenAIMock(MockProvider):
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
             self.stats["completed_streams"] += 1
-        except (ConnectionResetError, ConnectionError, RuntimeError):
-            self.stats["disconnects"] += 1
-        finally:
-            self.stats["in_flight"] -= 1
         return resp
 
     async def embeddings(self, request: web.Request) -> web.Response:
