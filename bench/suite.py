@@ -347,6 +347,13 @@ class Suite:
         watch = ProcWatch(target.pid) if target.pid else None
         sampler = RssSampler(watch) if watch else None
         first = True
+
+        def mark(requests: int) -> None:
+            """Tells the RSS sampler how many requests a run sent (the first run starts at 0)."""
+            nonlocal first
+            if sampler:
+                sampler.mark(0 if first else requests)
+                first = False
         for sc in scenarios:
             row = Row(sc, target.name)
             self.rows.append(row)
@@ -367,12 +374,7 @@ class Suite:
                     self._phase(f"{target.name} {sc} warm-up", a.warmup)
                     w = self._closed(target.url, bodies, target.headers, a.warmup)
                     self.progress.advance()
-                    if sampler:
-                        if first:
-                            sampler.mark(0)
-                            first = False
-                        else:
-                            sampler.mark(w.requests)
+                    mark(w.requests)
                 rate = a.rate
                 if a.mode != "open":
                     self._phase(f"{target.name} {sc} closed loop", a.duration)
@@ -381,12 +383,7 @@ class Suite:
                     if watch and row.closed.requests:
                         row.cpu_ms_per_req = (watch.cpu_s() - cpu0) * 1000 / row.closed.requests
                     self.progress.advance()
-                    if sampler:
-                        if first:
-                            sampler.mark(0)
-                            first = False
-                        else:
-                            sampler.mark(row.closed.requests)
+                    mark(row.closed.requests)
                     rate = rate or max(1.0, round(row.closed.rps / 2))
                 if a.mode != "closed" and rate:
                     if sc == "stream":
