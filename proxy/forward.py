@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -24,7 +23,8 @@ from .accounting import Pricing, account, estimated_usage, format_usd
 from .errors import error_response
 from .failover import Attempt, FailoverRun
 from .record import RequestRecord
-from .upstream import STREAM_ERRORS, TRANSPORT_ERRORS, Upstream, salvage_buffered, transport_error
+from .httpclient import Response
+from .upstream import STREAM_ERRORS, TRANSPORT_ERRORS, Upstream, transport_error
 
 __all__ = ["forward_chat", "forward_embeddings", "Attempt", "ClientDisconnected"]
 
@@ -78,7 +78,7 @@ async def forward_chat(request: web.Request, upstream: Upstream, body: dict,
         rec.attempts = run.sending(m)
         t1 = time.perf_counter()
         try:
-            up = await asyncio.wait_for(upstream.open(ureq), max(0.001, run.time_left()))
+            up = await upstream.open(ureq, max(0.001, run.time_left()))
         except TRANSPORT_ERRORS as exc:
             run.failed(m, transport_error(exc, dep.provider), _ms(t1))
             continue
@@ -118,7 +118,7 @@ async def forward_chat(request: web.Request, upstream: Upstream, body: dict,
             run.failed(m, transport_error(exc, dep.provider), _ms(t1))
             continue
         finally:
-            up.close() if not up.closed and not up.content.at_eof() else up.release()
+            up.close()   # a no-op once complete: the connection is back in the pool
     rec.attempts = run.sent
     attempts = run.attempts or run.unavailable()
     hdrs = {**_routed_headers(headers, run), "x-faregate-attempts": str(run.sent)}
@@ -203,25 +203,25 @@ async def _send(resp: web.StreamResponse, data: bytes | None, request: web.Reque
         raise ClientDisconnected(resp) from exc
 
 
-async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, translator,
+async def _relay_stream(request: web.Request, up: Response, translator,
                         dep: Deployment, rec: RequestRecord, headers: dict[str, str],
                         attempts: int, t0: float, body: dict,
                         pricing: Pricing | None, on_complete=None) -> web.StreamResponse | ProviderError:
     """Relays the provider's stream chunk by chunk as it arrives.
 
     Nothing is sent to the client until the translator produced its first bytes, so a
-    provider that fails before that can still be replaced by the next candidate."""
-    chunks = up.content.iter_any()
+    provider that fails before that can still be replaced by the next candidate. The
+    response hands out every byte it received before it raises a broken connection's error,
+    so a provider's last chunks, arriving together with the connection's end, are relayed."""
     first = b""
     failure: BaseException | None = None
     try:
-        async for chunk in chunks:
+        async for chunk in up:
             first = translator.feed(chunk)
             if first or translator.done:
                 break
     except STREAM_ERRORS as exc:
         failure = exc
-        first = translator.feed(salvage_buffered(up.content))
     if not first:
         tail = translator.finish()
         if translator.error is not None:
@@ -244,7 +244,7 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
             tap.feed(first)
         rec.ttft_ms = (time.perf_counter() - t0) * 1000.0
         try:
-            async for chunk in chunks:
+            async for chunk in up:
                 out = translator.feed(chunk)
                 if out:
                     await _send(resp, out)
@@ -252,8 +252,7 @@ async def _relay_stream(request: web.Request, up: aiohttp.ClientResponse, transl
                         tap.feed(out)
         except STREAM_ERRORS as exc:
             failure = exc
-        tail = translator.feed(salvage_buffered(up.content)) if failure is not None else b""
-        tail += translator.finish()
+        tail = translator.finish()
         if tail:
             await _send(resp, tail)
             if tap is not None:
@@ -300,8 +299,10 @@ async def forward_embeddings(upstream: Upstream, body: dict, candidates: list[De
             continue
         try:
             up = await upstream.open(ureq)
-            async with up:
+            try:
                 data = await up.read()
+            finally:
+                up.close()
         except TRANSPORT_ERRORS as exc:
             attempts.append(Attempt(dep, transport_error(exc, dep.provider)))
             continue

@@ -3,7 +3,7 @@ import aiohttp
 import pytest
 
 from proxy.forward import ClientDisconnected, _send
-from proxy.upstream import STREAM_ERRORS, TRANSPORT_ERRORS, salvage_buffered
+from proxy.upstream import STREAM_ERRORS, TRANSPORT_ERRORS
 
 
 class _GoneClient:
@@ -31,24 +31,3 @@ async def test_a_client_write_failure_is_never_an_upstream_error(call):
     # the failover loop catches these as the provider's failures; a client leaving must not be
     assert not isinstance(exc.value, TRANSPORT_ERRORS + STREAM_ERRORS)
     assert exc.value.response is resp
-
-
-async def test_salvage_returns_bytes_buffered_before_the_error():
-    class Proto:
-        _reading_paused = False
-
-        def pause_reading(self):
-            pass
-
-        def resume_reading(self):
-            pass
-
-    import asyncio
-    reader = aiohttp.StreamReader(Proto(), 2 ** 16, loop=asyncio.get_running_loop())
-    reader.feed_data(b"data: one\n\n")
-    reader.feed_data(b"data: two\n\n")
-    reader.set_exception(aiohttp.ClientPayloadError("cut"))
-    with pytest.raises(aiohttp.ClientPayloadError):
-        await reader.readany()  # aiohttp raises before handing out what it buffered
-    assert salvage_buffered(reader) == b"data: one\n\ndata: two\n\n"
-    assert salvage_buffered(reader) == b""
