@@ -41,7 +41,7 @@ __all__ = ["CACHE_DIR", "Target", "PeerStatus", "peer_status", "start_peer", "pr
            "install", "main"]
 
 CACHE_DIR = Path(os.environ.get("FAREGATE_BENCH_CACHE", Path.home() / ".cache" / "faregate-bench"))
-PEERS = ("litellm", "portkey")
+PEERS = ("bare", "litellm", "portkey")
 
 
 @dataclass
@@ -123,6 +123,10 @@ def _portkey_script() -> tuple[Path | None, str]:
 
 
 def peer_status(name: str) -> PeerStatus:
+    if name == "bare":  # bench/passthrough.py: part of the suite, always there
+        import aiohttp
+
+        return PeerStatus(name, True, "bench/passthrough.py", f"aiohttp {aiohttp.__version__}")
     if name == "litellm":
         exe, where = _litellm_exe()
         if exe is None:
@@ -222,8 +226,30 @@ def start_portkey(port: int, upstream: str, cpus: str | None, workers: int = 1) 
     return target
 
 
+def start_bare(port: int, upstream: str, cpus: str | None, workers: int = 1) -> Target:
+    """The bare aiohttp + uvloop passthrough (bench/passthrough.py): the reference the
+    targets were set against, measured in the same run. One process, like the targets."""
+    from .bench_gateway import ROOT
+    from .loadgen import pinned
+
+    proc = subprocess.Popen(pinned([sys.executable, "-m", "bench.passthrough", "--port", str(port),
+                                    "--upstream", upstream], cpus),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
+    target = Target("bare", f"http://127.0.0.1:{port}/v1/chat/completions", {}, proc, 1,
+                    peer_status("bare").version)
+    if workers > 1:
+        target.note = "runs one process (it is the per-worker reference)"
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", 30, proc)
+    except RuntimeError as exc:
+        target.stop()
+        raise RuntimeError(f"the bare passthrough did not start: {exc}") from None
+    return target
+
+
 def start_peer(name: str, port: int, upstream: str, cpus: str | None, workers: int = 1) -> Target:
-    return {"litellm": start_litellm, "portkey": start_portkey}[name](port, upstream, cpus, workers)
+    return {"bare": start_bare, "litellm": start_litellm,
+            "portkey": start_portkey}[name](port, upstream, cpus, workers)
 
 
 def probe(target: Target, body_plain: bytes, body_stream: bytes) -> str | None:
@@ -284,6 +310,8 @@ def install(names: list[str]) -> int:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     worst = 0
     for name in names:
+        if name == "bare":
+            continue  # part of the suite
         cmds = INSTALL_LITELLM if name == "litellm" else INSTALL_PORTKEY
         for cmd in cmds:
             print("$", " ".join(cmd), flush=True)
