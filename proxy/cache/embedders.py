@@ -21,15 +21,12 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
+from .settings import DEFAULT_THRESHOLDS  # re-exported; it lives with the settings (no numpy there)
 from .text import STOPWORDS, canonical, words
 
 __all__ = ["Embedder", "HashedEmbedder", "GatewayEmbedder", "MiniLMEmbedder", "DEFAULT_THRESHOLDS",
            "minilm_available"]
 
-# Cosine similarity a candidate needs before the guard even looks at it, per embedder. They
-# were picked on the labelled pairs in tests/cache/test_semantic_pairs.py: the lowest value
-# at which no near miss gets past the threshold *and* the guard, rounded up.
-DEFAULT_THRESHOLDS = {"builtin": 0.80, "gateway": 0.90, "minilm": 0.85}
 
 
 class Embedder:

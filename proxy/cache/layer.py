@@ -26,16 +26,17 @@ from aiohttp import web
 
 from ..errors import GatewayError
 from ..record import RequestRecord
-from .embedders import DEFAULT_THRESHOLDS, Embedder, GatewayEmbedder, HashedEmbedder, MiniLMEmbedder
 from .guard import near_miss
 from .keys import context_key, exact_key, last_user_text
 from .replay import StreamAssembler, replay_sse
-from .semantic import SharedIndex, VectorIndex
-from .settings import CacheConfig
+from .settings import DEFAULT_THRESHOLDS, CacheConfig
 from .store import MemoryStore, RedisStore, StoreUnavailable
 
 if TYPE_CHECKING:
     from adapters.base import Deployment
+
+    from .embedders import Embedder
+    from .semantic import SharedIndex, VectorIndex
 
 __all__ = ["ResponseCache", "Pending", "Policy", "parse_directives"]
 
@@ -140,6 +141,10 @@ class ResponseCache:
         self.shared: SharedIndex | None = None
         self.threshold = sem.threshold if sem.threshold is not None else DEFAULT_THRESHOLDS[sem.embedder]
         if self.semantic_on:
+            # numpy and the index load only here: ~11 MB of every worker's RSS otherwise
+            from .embedders import GatewayEmbedder, HashedEmbedder, MiniLMEmbedder
+            from .semantic import SharedIndex, VectorIndex
+
             if sem.embedder == "gateway":
                 self.embedder = GatewayEmbedder(sem.model or "", self._embed_via_gateway)
             elif sem.embedder == "minilm":

@@ -7,6 +7,11 @@ import msgspec
 
 __all__ = ["CacheConfig", "SemanticConfig", "RouteCacheConfig", "check_cache_config"]
 
+# Cosine similarity a candidate needs before the guard even looks at it, per embedder. They
+# were picked on the labelled pairs in tests/cache/test_semantic_pairs.py: the lowest value
+# at which no near miss gets past the threshold *and* the guard, rounded up.
+DEFAULT_THRESHOLDS = {"builtin": 0.80, "gateway": 0.90, "minilm": 0.85}
+
 
 class SemanticConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = False               # opt-in; routes can opt in/out with routes.<name>.semantic
