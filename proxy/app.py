@@ -8,6 +8,7 @@ catalog file is configured) polls from startup to cleanup.
 """
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -120,6 +121,11 @@ async def _on_startup(app: web.Application) -> None:
         await state.ledger.start()
     if state.catalog_watcher is not None:
         state.catalog_watcher.start()
+    # Everything built so far (modules, config, routes, catalog) lives as long as the
+    # worker: out of the collector's sight, a full collection no longer walks it. It took
+    # ~14 ms per collection with the loop stopped, and showed as the added p99 (bench/README.md).
+    gc.collect()
+    gc.freeze()
     state.ready = True
 
 
