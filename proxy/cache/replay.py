@@ -14,7 +14,7 @@ import re
 
 import orjson
 
-from proxy._fast import SSEParser
+from proxy._fast import SSEParser, extract_chunk
 
 __all__ = ["replay_sse", "StreamAssembler", "split_text"]
 
@@ -95,6 +95,15 @@ class _Choice:
         self.finish: str | None = None
 
 
+def _plain_content(payload: bytes) -> bool:
+    """A chunk whose only parts the assembler keeps are choice 0's content and finish reason.
+    Byte checks are exact here: inside a JSON string every quote is escaped, so `"role"` or
+    `"index"` (closing quote included) can only be a key."""
+    return (payload.count(b'"index"') == 1 and b'"index":0' in payload and b'"role"' not in payload
+            and b'"tool_calls"' not in payload and b'"refusal"' not in payload
+            and b'"error"' not in payload)
+
+
 class StreamAssembler:
     """Rebuilds a chat.completion from the OpenAI chunks of a stream, fed as raw SSE bytes."""
 
@@ -114,6 +123,23 @@ class StreamAssembler:
             if payload == b"[DONE]":
                 self.done = True
                 continue
+            if self.meta and _plain_content(payload):
+                # most chunks: one choice (index 0) with content and maybe a finish reason;
+                # the compiled extractor reads them without building the dict
+                try:
+                    content, _args, finish, usage, _err = extract_chunk(payload)
+                except ValueError:
+                    self.failed = True
+                    return
+                if usage is None:
+                    c = self._choices.get(0)
+                    if c is None:
+                        c = self._choices[0] = _Choice()
+                    if content:
+                        c.content.append(content)
+                    if finish:
+                        c.finish = finish
+                    continue
             try:
                 obj = orjson.loads(payload)
             except orjson.JSONDecodeError:

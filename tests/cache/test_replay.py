@@ -5,6 +5,8 @@ from __future__ import annotations
 import openai
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from aiohttp import web
 
 from proxy.cache.replay import StreamAssembler, replay_sse, split_text
@@ -121,3 +123,53 @@ def test_assembler_refuses_incomplete_or_failed_streams():
     ok = StreamAssembler()
     ok.feed(data)
     assert ok.result() == {k: v for k, v in COMPLETION.items() if k != "usage"}
+
+
+_TRICKY = st.sampled_from(['"index":0', '"role"', 'plain', '\\"tool_calls\\"', '"index":1,', 'é😀', '"error"'])
+
+
+@st.composite
+def _chunk_stream(draw):
+    n_choices = draw(st.integers(1, 2))
+    chunks = [{"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+               "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}} for i in range(n_choices)]}]
+    for _ in range(draw(st.integers(0, 12))):
+        i = draw(st.integers(0, n_choices - 1))
+        kind = draw(st.sampled_from(["content", "content", "tool", "refusal", "role"]))
+        if kind == "content":
+            delta = {"content": draw(st.text(max_size=6)) + draw(_TRICKY)}
+        elif kind == "tool":
+            delta = {"tool_calls": [{"index": 0, "id": "t", "type": "function",
+                                     "function": {"name": "f", "arguments": draw(_TRICKY)}}]}
+        elif kind == "refusal":
+            delta = {"refusal": draw(_TRICKY)}
+        else:
+            delta = {"role": "assistant"}
+        chunks.append({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                       "choices": [{"index": i, "delta": delta, "finish_reason": None}]})
+    for i in range(n_choices):
+        chunks.append({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                       "choices": [{"index": i, "delta": {}, "finish_reason": "stop"}]})
+    if draw(st.booleans()):
+        chunks.append({"id": "c1", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2,
+                                                            "total_tokens": 3}})
+    return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(_chunk_stream(), st.integers(1, 64))
+def test_assembler_fast_path_agrees_with_the_full_parse(data, step):
+    from proxy.cache import replay
+
+    fast = StreamAssembler()
+    for i in range(0, len(data), step):
+        fast.feed(data[i:i + step])
+    original = replay._plain_content
+    replay._plain_content = lambda payload: False
+    try:
+        slow = StreamAssembler()
+        slow.feed(data)
+    finally:
+        replay._plain_content = original
+    assert fast.result() == slow.result()
+    assert slow.result() is not None
