@@ -132,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
 
     raw = os.path.join(folder, "stacks.txt")
     svg = os.path.join(folder, "flame.svg")
-    common = ["--pid", str(gw.pid), "--rate", str(args.rate), "--nonblocking"]
+    common = ["--pid", str(gw.pid), "--rate", str(args.rate)]
     if args.workers > 1:
         common.append("--subprocesses")
-    if args.native:
-        common.append("--native")
+    # --nonblocking keeps py-spy from pausing the worker (the figures stay honest), but
+    # py-spy cannot unwind native stacks without pausing, so --native trades it away
+    common.append("--native" if args.native else "--nonblocking")
     try:
         t = threading.Thread(target=load, daemon=True)
         t.start()
