@@ -67,20 +67,26 @@ def tool_names_by_id(messages: list) -> dict[str, str]:
 
 class ChunkWriter:
     """Frames OpenAI `chat.completion.chunk` SSE events for one stream; the envelope is
-    encoded once and each chunk costs one small `orjson.dumps` of its delta."""
+    encoded once and each chunk costs one small `orjson.dumps` of its delta. `collect` (the
+    translator's, see StreamState) is told each delta as it is framed."""
 
-    __slots__ = ("_head", "id", "model", "created")
+    __slots__ = ("_head", "id", "model", "created", "_collect")
 
-    def __init__(self, id: str, model: str | None):
+    def __init__(self, id: str, model: str | None, collect=None):
         self.id = id
         self.model = model
         self.created = int(time.time())
         self._head = (b'data: {"id":' + orjson.dumps(id) + b',"object":"chat.completion.chunk","created":'
                       + str(self.created).encode() + b',"model":' + orjson.dumps(model)
                       + b',"choices":')
+        self._collect = collect
+        if collect is not None:
+            collect.start(id, self.created, model)
 
     def delta(self, delta: dict, index: int = 0, finish_reason: str | None = None) -> bytes:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        if self._collect is not None:
+            self._collect.delta(index, delta, finish_reason)
         return self._head + orjson.dumps([choice]) + b"}\n\n"
 
     def usage(self, usage: dict) -> bytes:

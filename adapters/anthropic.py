@@ -405,7 +405,7 @@ class AnthropicStream(StreamState):
             self._usage_raw = dict(msg.get("usage") or {})
             if self._usage_raw:  # input is billed even if the stream is cut later
                 self.usage = anthropic_usage(self._usage_raw)
-            self._writer = ChunkWriter(msg.get("id", ""), self.model)
+            self._writer = ChunkWriter(msg.get("id", ""), self.model, self.collect)
             out.append(self._writer.delta({"role": "assistant", "content": ""}))
         elif name == "message_delta" and w is not None:
             self._usage_raw.update({k: v for k, v in (obj.get("usage") or {}).items() if v is not None})

@@ -84,7 +84,10 @@ class StreamTranslator(Protocol):
     gateway can still fail over to the next candidate. `usage` is the OpenAI usage dict
     once the provider sent it, `finish_reason` the last finish reason, `completion_text`
     what the model wrote so far (content, tool-call arguments), for counting tokens when
-    the provider gives no usage.
+    the provider gives no usage. `collect`, when set before the first feed, is told every
+    chunk as it is written (`start(id, created, model)`, `chunk(obj)`, `content(text,
+    finish)` for choice 0, `delta(index, delta, finish)`): the response cache's
+    StreamAssembler, which so never parses the output again.
     """
 
     done: bool
@@ -92,6 +95,7 @@ class StreamTranslator(Protocol):
     usage: dict | None
     finish_reason: str | None
     model: str | None
+    collect: Any
 
     def feed(self, chunk: bytes) -> bytes: ...
     def finish(self) -> bytes: ...
@@ -104,7 +108,7 @@ class StreamState:
     its SSE parser, whether the client asked for the usage chunk, and what it has seen."""
 
     __slots__ = ("_parser", "_include_usage", "_text", "done", "error", "usage", "finish_reason",
-                 "model")
+                 "model", "collect")
 
     def __init__(self, include_usage: bool):
         from proxy._fast import SSEParser  # noqa: PLC0415 (keeps base.py importable alone)
@@ -117,6 +121,9 @@ class StreamState:
         self.usage: dict | None = None
         self.finish_reason: str | None = None
         self.model: str | None = None
+        # Set by the caller before the first feed: told every OpenAI chunk written, as it is
+        # written (the response cache's StreamAssembler: start/chunk/content/delta).
+        self.collect = None
 
     @property
     def completion_text(self) -> str:

@@ -346,7 +346,7 @@ class GeminiStream(StreamState):
         if w is None:
             self.model = obj.get("modelVersion") or self._model
             w = self._writer = ChunkWriter("chatcmpl-" + (obj.get("responseId") or os.urandom(8).hex()),
-                                           self.model)
+                                           self.model, self.collect)
             out.append(w.delta({"role": "assistant", "content": ""}))
         if obj.get("usageMetadata"):
             self.usage = gemini_usage(obj["usageMetadata"])

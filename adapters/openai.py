@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from proxy._fast import extract_chunk
+from proxy._fast import SHAPE_SIMPLE, extract_chunk
 
 from .base import Deployment, ProviderError, StreamState, UpstreamRequest
 from .errors import decode_json, provider_error, request_rejected
@@ -179,6 +179,7 @@ class OpenAIStream(StreamState):
 
     def feed(self, chunk: bytes) -> bytes:
         out = []
+        collect = self.collect
         for ev in self._parser.feed(chunk):
             data = ev.data
             if self.done:
@@ -188,15 +189,15 @@ class OpenAIStream(StreamState):
                 out.append(self._usage_chunk())
                 out.append(_DONE)
                 continue
-            if (self._envelope is not None and b'"choices":[{' in data and b'"x_groq"' not in data
-                    and b'"error"' not in data):  # OpenRouter sends errors beside choices
-                # The common content chunk: the compiled extractor reads what accounting needs
-                # without building the dict; chunks with usage or errors take the full path.
+            if self._envelope is not None:
+                # The common chunk is passed on as it came: the compiled extractor reads what
+                # accounting needs without building the dict, and its shape says whether it
+                # may (no usage or error riding on it, see extract_chunk).
                 try:
-                    content, args, finish, usage, is_error = extract_chunk(data)
+                    content, args, finish, usage, _is_error, shape = extract_chunk(data)
                 except ValueError:
                     continue
-                if not usage and not is_error:
+                if shape and usage is None:
                     if content:
                         self._text.append(content)
                     if args:
@@ -204,6 +205,11 @@ class OpenAIStream(StreamState):
                     if finish:
                         self.finish_reason = finish
                     out.append(b"data: " + data + b"\n\n")
+                    if collect is not None:
+                        if shape == SHAPE_SIMPLE:
+                            collect.content(content, finish)
+                        else:
+                            collect.chunk(orjson.loads(data))
                     continue
             obj = decode_json(data)
             if not isinstance(obj, dict):
@@ -240,8 +246,10 @@ class OpenAIStream(StreamState):
                 obj.pop("x_groq", None)
                 obj["usage"] = None
                 out.append(b"data: " + orjson.dumps(obj) + b"\n\n")
-                continue
-            out.append(b"data: " + data + b"\n\n")
+            else:
+                out.append(b"data: " + data + b"\n\n")
+            if collect is not None:
+                collect.chunk(obj)
         return b"".join(out)
 
     def _on_error(self, err: Any) -> None:

@@ -215,6 +215,8 @@ async def _relay_stream(request: web.Request, up: Response, translator,
     so a provider's last chunks, arriving together with the connection's end, are relayed."""
     first = b""
     failure: BaseException | None = None
+    # the cache's stream assembler: the translator tells it each chunk it writes
+    tap = translator.collect = on_complete.tap() if on_complete is not None else None
     try:
         async for chunk in up:
             first = translator.feed(chunk)
@@ -239,24 +241,17 @@ async def _relay_stream(request: web.Request, up: Response, translator,
     try:
         await _send(resp, None, request)
         await _send(resp, first)
-        tap = on_complete.tap() if on_complete is not None else None  # the cache's stream assembler
-        if tap is not None:
-            tap.feed(first)
         rec.ttft_ms = (time.perf_counter() - t0) * 1000.0
         try:
             async for chunk in up:
                 out = translator.feed(chunk)
                 if out:
                     await _send(resp, out)
-                    if tap is not None:
-                        tap.feed(out)
         except STREAM_ERRORS as exc:
             failure = exc
         tail = translator.finish()
         if tail:
             await _send(resp, tail)
-            if tap is not None:
-                tap.feed(tail)
         if not translator.done:
             what = "timed out" if isinstance(failure, asyncio.TimeoutError) else "closed the stream"
             message = f"upstream provider {dep.provider} {what} before the response was complete"

@@ -4,7 +4,8 @@
 twin `_hotpath_py`, which defines the behaviour. Both export the same names:
 
 - `SSEParser().feed(bytes) -> [SSEEvent]`, `encode_sse(data, event=None) -> bytes`
-- `extract_chunk(data) -> (content, tool_args, finish_reason, usage, is_error)`
+- `extract_chunk(data) -> (content, tool_args, finish_reason, usage, is_error, shape)`; shape is
+  `SHAPE_OTHER`, `SHAPE_CHOICES` or `SHAPE_SIMPLE` (which fast path may pass the chunk on)
 - `count_text_tokens(text) -> int` (o200k-calibrated estimate), `count_chat_tokens(body)`
 - `cache_key(body, route, scope="") -> 16 bytes`, `cache_key_hex(...)`, `CACHE_EXCLUDED`
 - `WeightedPicker(weights)`: `.pick(u)`, `.pick_excluding(u, excluded)`, `.replace(weights)`
@@ -32,6 +33,9 @@ SSEEvent = _impl.SSEEvent
 SSEParser = _impl.SSEParser
 encode_sse = _impl.encode_sse
 extract_chunk = _impl.extract_chunk
+SHAPE_OTHER = _impl.SHAPE_OTHER
+SHAPE_CHOICES = _impl.SHAPE_CHOICES
+SHAPE_SIMPLE = _impl.SHAPE_SIMPLE
 count_text_tokens = _impl.count_text_tokens
 count_chat_tokens = _impl.count_chat_tokens
 cache_key = _impl.cache_key
@@ -41,6 +45,7 @@ WeightedPicker = _impl.WeightedPicker
 LatencyWindow = _impl.LatencyWindow
 IMPLEMENTATION = "c" if _impl.__name__.endswith("_c") else "py"
 
-__all__ = ["SSEEvent", "SSEParser", "encode_sse", "extract_chunk", "count_text_tokens",
+__all__ = ["SSEEvent", "SSEParser", "encode_sse", "extract_chunk", "SHAPE_OTHER", "SHAPE_CHOICES",
+           "SHAPE_SIMPLE", "count_text_tokens",
            "count_chat_tokens", "cache_key", "cache_key_hex", "CACHE_EXCLUDED",
            "WeightedPicker", "LatencyWindow", "IMPLEMENTATION", "NO_EXTENSIONS"]

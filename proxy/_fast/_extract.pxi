@@ -10,6 +10,11 @@ cdef enum:
     SC_OK = 0
     SC_FALLBACK = -2
     SC_MAX_DEPTH = 64
+    SC_MAX_DELTA_KEYS = 16   # a delta's keys are checked for duplicates; more fall back
+
+SHAPE_OTHER = 0
+SHAPE_CHOICES = 1
+SHAPE_SIMPLE = 2
 
 
 cdef unsigned char STR_PLAIN[256]  # bytes a JSON string scan just steps over
@@ -292,6 +297,29 @@ cdef class _Acc:
     cdef list c_args
     cdef object c_finish
     cdef object fn_args        # current tool call
+    # shape (see the twin's _shape): of the last `choices` list, and of its current choice
+    cdef Py_ssize_t ch_items   # elements of the list
+    cdef Py_ssize_t ch_objects # of which objects
+    cdef bint ch_simple        # its first object qualifies for SHAPE_SIMPLE
+    cdef bint c_index_zero     # the current choice's `index` is absent or the integer 0
+    cdef bint c_delta_plain    # its `delta` is absent, null, or holds only content
+    cdef bint d_plain          # the delta being scanned holds only content so far
+
+
+cdef inline bint _is_null(Scan* s) noexcept nogil:
+    return s.i + 4 <= s.n and memcmp(s.p + s.i, b"null", 4) == 0
+
+
+cdef inline bint _is_int_zero(Scan* s) noexcept nogil:
+    """At a number: it is 0 or -0, not 0.0 (which is a float to the reference)."""
+    cdef Py_ssize_t i = s.i
+    if i < s.n and s.p[i] == 45:
+        i += 1
+    if i >= s.n or s.p[i] != 48:
+        return False
+    i += 1
+    return not (i < s.n and (s.p[i] == 46 or s.p[i] == 101 or s.p[i] == 69
+                             or 48 <= s.p[i] <= 57))
 
 
 cdef int _function(Scan* s, bytes data, _Acc acc) except -3:
@@ -370,13 +398,28 @@ cdef int _tool_calls(Scan* s, bytes data, _Acc acc) except -3:
 
 
 cdef int _delta(Scan* s, bytes data, _Acc acc) except -3:
+    # Plainness is decided per member, so a duplicate key (where the reference keeps the
+    # last value) falls back; keys are remembered by their spans for that check.
+    cdef Py_ssize_t key_start[SC_MAX_DELTA_KEYS]
+    cdef Py_ssize_t key_len[SC_MAX_DELTA_KEYS]
+    cdef int n_keys = 0, k
     cdef int r = _object_keys(s)
+    acc.d_plain = True
     if r:
         return 0 if r == 1 else r
     while True:
         r = _next_key(s)
         if r:
             return r
+        if n_keys == SC_MAX_DELTA_KEYS:
+            return SC_FALLBACK
+        for k in range(n_keys):
+            if (key_len[k] == s.s_end - s.s_start
+                    and memcmp(s.p + key_start[k], s.p + s.s_start, key_len[k]) == 0):
+                return SC_FALLBACK
+        key_start[n_keys] = s.s_start
+        key_len[n_keys] = s.s_end - s.s_start
+        n_keys += 1
         if _key_is(s, b"content", 7):
             acc.c_content = None
             if s.i < s.n and s.p[s.i] == 34:
@@ -385,14 +428,34 @@ cdef int _delta(Scan* s, bytes data, _Acc acc) except -3:
                     return r
                 acc.c_content = _str_value(s, data)
             else:
+                if not _is_null(s):
+                    acc.d_plain = False
                 r = _skip(s, 3)
         elif _key_is(s, b"tool_calls", 10):
             acc.c_args = None
+            if not _is_null(s):
+                acc.d_plain = False
             if s.i < s.n and s.p[s.i] == 91:
                 r = _tool_calls(s, data, acc)
             else:
                 r = _skip(s, 3)
+        elif _key_is(s, b"role", 4):
+            if s.i < s.n and s.p[s.i] == 34:
+                r = _string(s)
+                if r:
+                    return r
+                if s.s_escaped:
+                    if _str_value(s, data) != "assistant":
+                        acc.d_plain = False
+                elif not (s.s_end - s.s_start == 9 and memcmp(s.p + s.s_start, b"assistant", 9) == 0):
+                    acc.d_plain = False
+            else:
+                if not _is_null(s):
+                    acc.d_plain = False
+                r = _skip(s, 3)
         else:
+            if not _is_null(s):
+                acc.d_plain = False
             r = _skip(s, 3)
         if r:
             return r
@@ -406,6 +469,8 @@ cdef int _choice(Scan* s, bytes data, _Acc acc) except -3:
     acc.c_content = None
     acc.c_args = None
     acc.c_finish = None
+    acc.c_index_zero = True
+    acc.c_delta_plain = True
     if r:
         return 0 if r == 1 else r
     while True:
@@ -417,8 +482,13 @@ cdef int _choice(Scan* s, bytes data, _Acc acc) except -3:
             acc.c_args = None
             if s.i < s.n and s.p[s.i] == 123:
                 r = _delta(s, data, acc)
+                acc.c_delta_plain = acc.d_plain
             else:
+                acc.c_delta_plain = _is_null(s)
                 r = _skip(s, 2)
+        elif _key_is(s, b"index", 5):
+            acc.c_index_zero = _is_int_zero(s)
+            r = _skip(s, 2)
         elif _key_is(s, b"finish_reason", 13):
             acc.c_finish = None
             if s.i < s.n and s.p[s.i] == 34:
@@ -443,16 +513,23 @@ cdef int _choices(Scan* s, bytes data, _Acc acc) except -3:
     acc.content = None
     acc.args = None
     acc.finish = None
+    acc.ch_items = 0
+    acc.ch_objects = 0
+    acc.ch_simple = False
     s.i += 1
     _ws(s)
     if s.i < s.n and s.p[s.i] == 93:
         s.i += 1
         return 0
     while True:
+        acc.ch_items += 1
         if s.i < s.n and s.p[s.i] == 123:
             r = _choice(s, data, acc)
             if r:
                 return r
+            acc.ch_objects += 1
+            if acc.ch_objects == 1:
+                acc.ch_simple = acc.c_index_zero and acc.c_delta_plain
             if acc.c_content is not None:
                 if acc.content is None:
                     acc.content = [acc.c_content]
@@ -487,7 +564,7 @@ def extract_chunk(data):
     cdef Scan s
     cdef _Acc acc = _Acc()
     cdef int r
-    cdef bint has_error = False, has_choices = False
+    cdef bint has_error = False, has_choices = False, has_groq = False
     cdef Py_ssize_t u_start = -1, u_end = -1
     s.p = <const unsigned char*>PyBytes_AS_STRING(b)
     s.n = PyBytes_GET_SIZE(b)
@@ -495,6 +572,9 @@ def extract_chunk(data):
     acc.content = None
     acc.args = None
     acc.finish = None
+    acc.ch_items = 0
+    acc.ch_objects = 0
+    acc.ch_simple = False
     _ws(&s)
     if s.i >= s.n or s.p[s.i] != 123:
         return _py.extract_chunk(b)
@@ -512,6 +592,9 @@ def extract_chunk(data):
                     acc.content = None
                     acc.args = None
                     acc.finish = None
+                    acc.ch_items = 0
+                    acc.ch_objects = 0
+                    acc.ch_simple = False
                     r = _skip(&s, 1)
             elif _key_is(&s, b"usage", 5):
                 u_start = s.i
@@ -520,6 +603,8 @@ def extract_chunk(data):
             else:
                 if _key_is(&s, b"error", 5):
                     has_error = True
+                elif _key_is(&s, b"x_groq", 6):
+                    has_groq = True
                 r = _skip(&s, 1)
             if r:
                 break
@@ -540,5 +625,11 @@ def extract_chunk(data):
         usage = orjson_loads(b[u_start:u_end])
         if not usage:
             usage = None
+    if has_error or has_groq or acc.ch_objects == 0:
+        shape = SHAPE_OTHER
+    elif acc.ch_items == 1 and acc.ch_simple:
+        shape = SHAPE_SIMPLE
+    else:
+        shape = SHAPE_CHOICES
     return (_joined(acc.content), _joined(acc.args), acc.finish, usage,
-            has_error and not has_choices)
+            has_error and not has_choices, shape)

@@ -30,7 +30,8 @@ cdef extern from "Python.h":
 
 orjson_loads = orjson.loads
 
-__all__ = ["SSEEvent", "SSEParser", "encode_sse", "extract_chunk", "count_text_tokens",
+__all__ = ["SSEEvent", "SSEParser", "encode_sse", "extract_chunk", "SHAPE_OTHER", "SHAPE_CHOICES",
+           "SHAPE_SIMPLE", "count_text_tokens",
            "count_chat_tokens", "cache_key", "cache_key_hex", "CACHE_EXCLUDED",
            "WeightedPicker", "LatencyWindow"]
 

@@ -15,7 +15,8 @@ import orjson
 from . import _token_tables as _T
 from ._chat import make_count_chat
 
-__all__ = ["SSEEvent", "SSEParser", "encode_sse", "extract_chunk", "count_text_tokens",
+__all__ = ["SSEEvent", "SSEParser", "encode_sse", "extract_chunk", "SHAPE_OTHER", "SHAPE_CHOICES",
+           "SHAPE_SIMPLE", "count_text_tokens",
            "count_chat_tokens", "cache_key", "cache_key_hex", "CACHE_EXCLUDED",
            "WeightedPicker", "LatencyWindow"]
 
@@ -452,26 +453,69 @@ count_chat_tokens = make_count_chat(count_text_tokens)
 
 # Delta extraction from OpenAI stream chunks
 
-def extract_chunk(data: bytes) -> tuple:
-    """What accounting needs from one `chat.completion.chunk` JSON payload.
+# What a chunk's `shape` (extract_chunk's last value) says: which fast path may pass it on
+# from the values extracted alone, without the whole object.
+SHAPE_OTHER = 0    # anything else: read the whole object
+SHAPE_CHOICES = 1  # a `choices` list holding an object, and no out-of-band top-level key
+SHAPE_SIMPLE = 2   # that, with one choice (index 0) whose delta holds only content
 
-    Returns (content, tool_args, finish_reason, usage, is_error):
+
+def extract_chunk(data: bytes) -> tuple:
+    """What accounting and the stream relay need from one `chat.completion.chunk` payload.
+
+    Returns (content, tool_args, finish_reason, usage, is_error, shape):
     content: every choice's `delta.content` string joined (in order), "" when none;
     tool_args: every `delta.tool_calls[*].function.arguments` string joined, "" when none;
     finish_reason: the last non-empty string `finish_reason` among the choices, else None;
     usage: the top-level `usage` object when it is a non-empty object, else None;
-    is_error: the payload is an object with an `error` key and no `choices` key.
+    is_error: the payload is an object with an `error` key and no `choices` key;
+    shape: SHAPE_OTHER, SHAPE_CHOICES or SHAPE_SIMPLE (see `_shape`).
     Values of unexpected types are ignored, as are all other fields. A payload that is
-    valid JSON but not an object gives ("", "", None, None, False). Invalid JSON raises
-    ValueError (orjson.JSONDecodeError). This function is the definition: the compiled
-    twin scans the bytes without building the whole object and must agree on every input.
+    valid JSON but not an object gives ("", "", None, None, False, SHAPE_OTHER). Invalid
+    JSON raises ValueError (orjson.JSONDecodeError). This function is the definition: the
+    compiled twin scans the bytes without building the whole object and must agree on every
+    input.
     """
     return _extract_obj(orjson.loads(data))
 
 
+def _shape(obj: dict) -> int:
+    """SHAPE_CHOICES: `choices` is a list with at least one object, and neither `error`
+    (OpenRouter's mid-stream error beside choices) nor `x_groq` (Groq's usage) is a top-level
+    key. SHAPE_SIMPLE: besides, `choices` holds exactly one object, its `index` is absent or
+    the integer 0, and its `delta` is absent, null or an object whose `content` is absent,
+    null or a string, whose `role` is absent, null or "assistant", and whose every other
+    member is null. Such a chunk adds only content and a finish reason to choice 0."""
+    if "error" in obj or "x_groq" in obj:
+        return SHAPE_OTHER
+    choices = obj.get("choices")
+    if type(choices) is not list or not any(type(c) is dict for c in choices):
+        return SHAPE_OTHER
+    if len(choices) != 1:
+        return SHAPE_CHOICES
+    choice = choices[0]
+    index = choice.get("index", 0)
+    if type(index) is not int or index != 0:
+        return SHAPE_CHOICES
+    delta = choice.get("delta")
+    if delta is None:
+        return SHAPE_SIMPLE
+    if type(delta) is not dict:
+        return SHAPE_CHOICES
+    for key, value in delta.items():
+        if value is None:
+            continue
+        if key == "content":
+            if type(value) is not str:
+                return SHAPE_CHOICES
+        elif key != "role" or value != "assistant":
+            return SHAPE_CHOICES
+    return SHAPE_SIMPLE
+
+
 def _extract_obj(obj) -> tuple:
     if type(obj) is not dict:
-        return ("", "", None, None, False)
+        return ("", "", None, None, False, SHAPE_OTHER)
     is_error = "error" in obj and "choices" not in obj
     usage = obj.get("usage")
     if type(usage) is not dict or not usage:
@@ -500,7 +544,7 @@ def _extract_obj(obj) -> tuple:
             reason = choice.get("finish_reason")
             if type(reason) is str and reason:
                 finish = reason
-    return ("".join(content), "".join(args), finish, usage, is_error)
+    return ("".join(content), "".join(args), finish, usage, is_error, _shape(obj))
 
 
 # Cache keys

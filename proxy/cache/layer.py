@@ -106,12 +106,15 @@ class Pending:
         self.assembler: StreamAssembler | None = None
 
     def tap(self) -> StreamAssembler:
-        """An assembler to feed the relayed stream's bytes to."""
+        """An assembler for the stream translator to tell the chunks it writes."""
         self.assembler = StreamAssembler()
         return self.assembler
 
     def __call__(self, result: dict | None, dep: "Deployment", usage: dict | None = None) -> None:
+        """The answer to store: `result`, or None for the tapped stream, which the caller
+        saw complete (the translator's end, no error, no broken connection)."""
         if result is None and self.assembler is not None:
+            self.assembler.finish()
             result = self.assembler.result()
         if result is None:
             return

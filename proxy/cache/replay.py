@@ -4,9 +4,10 @@
 stream a live OpenAI stream would have been: per choice a role chunk, content chunks (a few
 words each), tool-call chunks (the first carries id, type and name, the rest the arguments),
 a finish chunk; then a usage chunk (`choices: []`) when the client asked for usage; then
-`data: [DONE]`. `StreamAssembler` does the reverse: fed the OpenAI SSE bytes the gateway
-relayed to a client, it rebuilds the `chat.completion`, and `result()` returns it only if
-the stream was complete (every choice finished, `[DONE]` seen, no error event).
+`data: [DONE]`. `StreamAssembler` does the reverse: given the OpenAI chunks the gateway
+relayed to a client (by the stream translator as it writes them, or as SSE bytes), it
+rebuilds the `chat.completion`, and `result()` returns it only if the stream was complete
+(every choice finished, the end seen, no error event).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import re
 
 import orjson
 
-from proxy._fast import SSEParser, extract_chunk
+from proxy._fast import SHAPE_SIMPLE, SSEParser, extract_chunk
 
 __all__ = ["replay_sse", "StreamAssembler", "split_text"]
 
@@ -95,91 +96,121 @@ class _Choice:
         self.finish: str | None = None
 
 
-def _plain_content(payload: bytes) -> bool:
-    """A chunk whose only parts the assembler keeps are choice 0's content and finish reason.
-    Byte checks are exact here: inside a JSON string every quote is escaped, so `"role"` or
-    `"index"` (closing quote included) can only be a key."""
-    return (payload.count(b'"index"') == 1 and b'"index":0' in payload and b'"role"' not in payload
-            and b'"tool_calls"' not in payload and b'"refusal"' not in payload
-            and b'"error"' not in payload)
-
-
 class StreamAssembler:
-    """Rebuilds a chat.completion from the OpenAI chunks of a stream, fed as raw SSE bytes."""
+    """Rebuilds a chat.completion from the OpenAI chunks of a stream.
+
+    The stream translator that produced the chunks hands them over as it writes them
+    (`start`, `chunk`, `content`, `delta`: no second parse of what it has just read), or
+    the raw SSE bytes are fed (`feed`). `finish()` marks the stream complete."""
 
     def __init__(self) -> None:
-        self._parser = SSEParser()
+        self._parser: SSEParser | None = None
         self._choices: dict[int, _Choice] = {}
         self.meta: dict = {}
         self.usage: dict | None = None
         self.done = False
         self.failed = False
 
+    # -- from the translator --
+    def start(self, id: str | None, created: int | None, model: str | None) -> None:
+        """The envelope of a stream whose chunks come as deltas."""
+        if not self.meta:
+            self.meta = {k: v for k, v in (("id", id), ("created", created), ("model", model)) if v}
+
+    def content(self, text: str, finish: str | None) -> None:
+        """Choice 0's content and finish reason: all that a SHAPE_SIMPLE chunk adds."""
+        c = self._choices.get(0)
+        if c is None:
+            c = self._choices[0] = _Choice()
+        if text:
+            c.content.append(text)
+        if finish:
+            c.finish = finish
+
+    def delta(self, index: int, delta: dict, finish: str | None) -> None:
+        self._delta(index, delta, finish)
+
+    def finish(self) -> None:
+        self.done = True
+
+    def chunk(self, obj: dict) -> None:
+        """One whole `chat.completion.chunk` object."""
+        if not self.meta:
+            self.meta = {k: obj[k] for k in ("id", "created", "model", "system_fingerprint") if obj.get(k)}
+        usage = obj.get("usage")
+        if usage and isinstance(usage, dict):
+            self.usage = usage
+        choices = obj.get("choices")
+        if not isinstance(choices, list):
+            return
+        for ch in choices:
+            if not isinstance(ch, dict):
+                continue
+            index = ch.get("index", 0)
+            delta = ch.get("delta")
+            finish = ch.get("finish_reason")
+            self._delta(index if type(index) is int else 0, delta if isinstance(delta, dict) else {},
+                        finish if isinstance(finish, str) else None)
+
+    # -- from bytes --
     def feed(self, data: bytes) -> None:
+        """Raw SSE bytes of OpenAI chunks; an error event or a payload that is not JSON marks
+        the stream failed, `data: [DONE]` complete."""
         if self.failed:
             return
+        if self._parser is None:
+            self._parser = SSEParser()
         for ev in self._parser.feed(data):
             payload = ev.data
             if payload == b"[DONE]":
                 self.done = True
                 continue
-            if self.meta and _plain_content(payload):
-                # most chunks: one choice (index 0) with content and maybe a finish reason;
-                # the compiled extractor reads them without building the dict
-                try:
-                    content, _args, finish, usage, _err = extract_chunk(payload)
-                except ValueError:
-                    self.failed = True
-                    return
-                if usage is None:
-                    c = self._choices.get(0)
-                    if c is None:
-                        c = self._choices[0] = _Choice()
-                    if content:
-                        c.content.append(content)
-                    if finish:
-                        c.finish = finish
-                    continue
             try:
+                content, _args, finish, usage, _err, shape = extract_chunk(payload)
+                if self.meta and shape == SHAPE_SIMPLE and usage is None:
+                    self.content(content, finish)   # most chunks: no dict built
+                    continue
                 obj = orjson.loads(payload)
-            except orjson.JSONDecodeError:
+            except ValueError:
                 self.failed = True
                 return
             if not isinstance(obj, dict) or "error" in obj:
                 self.failed = True
                 return
-            self._chunk(obj)
+            self.chunk(obj)
 
-    def _chunk(self, obj: dict) -> None:
-        if not self.meta:
-            self.meta = {k: obj[k] for k in ("id", "created", "model", "system_fingerprint") if obj.get(k)}
-        if obj.get("usage"):
-            self.usage = obj["usage"]
-        for ch in obj.get("choices") or ():
-            c = self._choices.get(ch.get("index", 0))
-            if c is None:
-                c = self._choices[ch.get("index", 0)] = _Choice()
-            delta = ch.get("delta") or {}
-            if delta.get("role"):
-                c.role = delta["role"]
-            if delta.get("content"):
-                c.content.append(delta["content"])
-            if delta.get("refusal"):
-                c.refusal.append(delta["refusal"])
-            for tc in delta.get("tool_calls") or ():
-                slot = c.tools.setdefault(tc.get("index", 0), {"id": None, "type": "function",
-                                                               "function": {"name": "", "arguments": []}})
-                if tc.get("id"):
-                    slot["id"] = tc["id"]
-                if tc.get("type"):
-                    slot["type"] = tc["type"]
-                fn = tc.get("function") or {}
-                if fn.get("name"):
+    def _delta(self, index: int, delta: dict, finish: str | None) -> None:
+        c = self._choices.get(index)
+        if c is None:
+            c = self._choices[index] = _Choice()
+        role = delta.get("role")
+        if role and isinstance(role, str):
+            c.role = role
+        text = delta.get("content")
+        if text and isinstance(text, str):
+            c.content.append(text)
+        refusal = delta.get("refusal")
+        if refusal and isinstance(refusal, str):
+            c.refusal.append(refusal)
+        calls = delta.get("tool_calls")
+        for tc in calls if isinstance(calls, list) else ():
+            if not isinstance(tc, dict):
+                continue
+            t_index = tc.get("index", 0)
+            slot = c.tools.setdefault(t_index if type(t_index) is int else 0,
+                                      {"id": None, "type": "function", "function": {"name": "", "arguments": []}})
+            if tc.get("id"):
+                slot["id"] = tc["id"]
+            if tc.get("type"):
+                slot["type"] = tc["type"]
+            fn = tc.get("function")
+            if isinstance(fn, dict):
+                if fn.get("name") and isinstance(fn["name"], str):
                     slot["function"]["name"] += fn["name"]
-                if fn.get("arguments"):
+                if fn.get("arguments") and isinstance(fn["arguments"], str):
                     slot["function"]["arguments"].append(fn["arguments"])
-            if ch.get("finish_reason"):
-                c.finish = ch["finish_reason"]
+        if finish:
+            c.finish = finish
 
     @property
     def text(self) -> str:

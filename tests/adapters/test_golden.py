@@ -115,3 +115,35 @@ def test_stream_usage_chunk_only_when_asked(path):
     for event in with_usage:  # every chunk the openai SDK sees has a list of choices
         if isinstance(event, dict) and "error" not in event:
             assert isinstance(event["choices"], list) and event["object"] == "chat.completion.chunk"
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+@pytest.mark.parametrize("path", SSE_FILES, ids=[f"{p.parent.name}/{p.stem}" for p in SSE_FILES])
+def test_stream_collect_assembles_what_was_written(path, include_usage):
+    """The chunks a translator tells its collector (the response cache's assembler) add up
+    to what an assembler reading the written bytes rebuilds, under any chunking."""
+    from proxy.cache.replay import StreamAssembler
+
+    provider, raw = path.parent.name, path.read_bytes()
+    rng = random.Random(hash(path.name) & 0xFFFF)
+    for splits in (None, list(range(1, len(raw))), random_splits(len(raw), rng)):
+        translator = get_adapter(provider).chat_stream(deployment(provider, {"model": "upstream-model"}),
+                                                       include_usage=include_usage)
+        told = translator.collect = StreamAssembler()
+        out = []
+        start = 0
+        for end in (splits or []) + [len(raw)]:
+            out.append(translator.feed(raw[start:end]))
+            start = end
+        out.append(translator.finish())
+        read = StreamAssembler()
+        read.feed(b"".join(out))
+        if not translator.done or translator.error is not None:
+            assert read.result() is None
+            continue
+        told.finish()
+        want, got = read.result(), told.result()
+        assert want is not None and got is not None
+        want.pop("usage", None)
+        got.pop("usage", None)
+        assert got == want

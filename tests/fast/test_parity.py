@@ -111,26 +111,46 @@ _json = st.recursive(_json_leaf, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=20)
 
 _delta = st.fixed_dictionaries({}, optional={
-    "role": st.just("assistant"),
+    "role": st.one_of(st.sampled_from(["assistant", "user"]), st.none(), _json_leaf),
     "content": st.one_of(st.text(max_size=30), st.none(), _json_leaf),
+    "refusal": st.one_of(st.none(), st.text(max_size=8)),
+    "reasoning_content": st.one_of(st.none(), st.text(max_size=8)),
     "tool_calls": st.one_of(_json_leaf, st.lists(st.one_of(_json_leaf, st.fixed_dictionaries(
         {"index": st.integers(0, 3)},
         optional={"function": st.one_of(_json_leaf, st.fixed_dictionaries({}, optional={
             "name": st.text(max_size=8),
             "arguments": st.one_of(st.text(max_size=20), _json_leaf)}))})), max_size=3)),
 })
-_choice = st.fixed_dictionaries({"index": st.integers(0, 3)}, optional={
+_choice = st.fixed_dictionaries({}, optional={
+    "index": st.one_of(st.integers(0, 3), st.just(0), st.sampled_from([0.0, False, "0", None])),
     "delta": st.one_of(_delta, _json_leaf),
     "finish_reason": st.one_of(st.sampled_from(["stop", "length", "tool_calls", ""]), _json_leaf),
     "logprobs": _json,
 })
 _chunk = st.fixed_dictionaries({}, optional={
     "id": st.text(max_size=10), "object": st.just("chat.completion.chunk"),
-    "choices": st.one_of(st.lists(st.one_of(_choice, _json_leaf), max_size=3), _json_leaf),
+    "choices": st.one_of(st.lists(st.one_of(_choice, _json_leaf), max_size=3),
+                         st.lists(_choice, min_size=1, max_size=1), _json_leaf),
     "usage": st.one_of(st.none(), st.just({}), st.dictionaries(st.text(max_size=8), st.integers(0, 10**6), max_size=4), _json_leaf),
     "error": _json,
+    "x_groq": _json,
     "extra": _json,
 })
+
+
+def _with_duplicates(obj, draw) -> bytes:
+    """`obj` as JSON text in which some members repeat with other values before or after the
+    one that counts (the reference keeps the last)."""
+    if isinstance(obj, dict):
+        parts = []
+        for k, v in obj.items():
+            if draw(st.integers(0, 3)) == 0:
+                parts.append(orjson.dumps(k) + b":" + orjson.dumps(draw(_json_leaf)))
+            parts.append(orjson.dumps(k) + b":" + _with_duplicates(v, draw))
+        return b"{" + b",".join(parts) + b"}"
+    if isinstance(obj, list):
+        return b"[" + b",".join(_with_duplicates(v, draw) for v in obj) + b"]"
+    return orjson.dumps(obj)
 
 
 def _same(py, c, data):
@@ -148,6 +168,13 @@ def _same(py, c, data):
 def test_extract_chunk_parity_on_chunks(both, obj, opt):
     py, c = both
     _same(py, c, orjson.dumps(obj, option=opt))
+
+
+@SETTINGS
+@given(_chunk, st.data())
+def test_extract_chunk_parity_with_duplicate_keys(both, obj, data):
+    py, c = both
+    _same(py, c, _with_duplicates(obj, data.draw))
 
 
 @SETTINGS
