@@ -13,7 +13,7 @@ import hashlib
 import orjson
 from aiohttp import web
 
-from .core import Behavior, MockProvider, answer_words, rough_tokens
+from .core import Behavior, EventWriter, MockProvider, answer_words, rough_tokens
 
 __all__ = ["AnthropicMock"]
 
@@ -185,8 +185,9 @@ class AnthropicMock(MockProvider):
         await resp.prepare(request)
         self.note_status(200)
         start_usage = {**usage, "output_tokens": 1}
+        out = EventWriter(resp)
         with self.streaming():
-            await resp.write(_event("message_start", {"type": "message_start", "message": {
+            await out.send(_event("message_start", {"type": "message_start", "message": {
                 "id": msg_id, "type": "message", "role": "assistant", "model": body.get("model"),
                 "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}}))
             if tool:
@@ -201,34 +202,35 @@ class AnthropicMock(MockProvider):
                 deltas = [{"type": "text_delta", "text": w} for w in _answer(beh)]
                 output = max(1, len(deltas))
                 stop = "end_turn"
-            await resp.write(_event("content_block_start", {"type": "content_block_start", "index": 0,
+            await out.send(_event("content_block_start", {"type": "content_block_start", "index": 0,
                                                             "content_block": block}))
-            await resp.write(_event("ping", {"type": "ping"}))
-            await self.sleep_ms(beh.ttft_ms)
+            await out.send(_event("ping", {"type": "ping"}))
+            await out.pause(beh.ttft_ms)
             for i, delta in enumerate(deltas):
                 if i:
-                    await self.sleep_ms(beh.chunk_delay_ms)
+                    await out.pause(beh.chunk_delay_ms)
                 if fault == "cut" and i >= beh.cut_after:
                     self.stats["faults"] += 1
                     if beh.error_message:  # the provider's own mid-stream error event
-                        await resp.write(_event("error", {"type": "error", "error": {
+                        await out.send(_event("error", {"type": "error", "error": {
                             "type": "overloaded_error", "message": beh.error_message}}))
-                        await resp.write_eof()
+                        await out.close()
                     else:
+                        await out.flush()
                         self.cut_connection(request)
                     return resp
-                await resp.write(_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                await out.send(_event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                                 "delta": delta}))
-            await resp.write(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+            await out.send(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
             final = {"output_tokens": output}
             if beh.usage:
                 final.update({"input_tokens": usage["input_tokens"],
                               "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
                               "cache_read_input_tokens": usage["cache_read_input_tokens"]})
-            await resp.write(_event("message_delta", {"type": "message_delta", "delta": {
+            await out.send(_event("message_delta", {"type": "message_delta", "delta": {
                 "stop_reason": stop, "stop_sequence": None}, "usage": final}))
-            await resp.write(_event("message_stop", {"type": "message_stop"}))
-            await resp.write_eof()
+            await out.send(_event("message_stop", {"type": "message_stop"}))
+            await out.close()
             self.stats["completed_streams"] += 1
         return resp
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from .core import Behavior, MockProvider, answer_words, embed_text, rough_tokens
+from .core import Behavior, EventWriter, MockProvider, answer_words, embed_text, rough_tokens
 
 __all__ = ["GeminiMock"]
 
@@ -147,23 +147,25 @@ class GeminiMock(MockProvider):
         resp = web.StreamResponse(headers={"content-type": "text/event-stream" if sse else "application/json"})
         await resp.prepare(request)
         self.note_status(200)
+        out = EventWriter(resp)
         with self.streaming():
-            await self.sleep_ms(beh.ttft_ms)
+            await out.pause(beh.ttft_ms)
             for i, chunk in enumerate(chunks):
                 if i:
-                    await self.sleep_ms(beh.chunk_delay_ms)
+                    await out.pause(beh.chunk_delay_ms)
                 if fault == "cut" and i >= beh.cut_after:
                     self.stats["faults"] += 1
+                    await out.flush()
                     self.cut_connection(request)
                     return resp
                 data = orjson.dumps(chunk)
                 if sse:
-                    await resp.write(b"data: " + data + b"\r\n\r\n")
+                    await out.send(b"data: " + data + b"\r\n\r\n")
                 else:
-                    await resp.write((b"[" if i == 0 else b",\r\n") + data)
+                    await out.send((b"[" if i == 0 else b",\r\n") + data)
             if not sse:
-                await resp.write(b"]")
-            await resp.write_eof()
+                await out.send(b"]")
+            await out.close()
             self.stats["completed_streams"] += 1
         return resp
 

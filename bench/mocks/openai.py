@@ -8,7 +8,7 @@ import time
 import orjson
 from aiohttp import web
 
-from .core import Behavior, MockProvider, answer_words, embed_text, rough_tokens
+from .core import Behavior, EventWriter, MockProvider, answer_words, embed_text, rough_tokens
 
 __all__ = ["OpenAIMock"]
 
@@ -151,9 +151,10 @@ class OpenAIMock(MockProvider):
         def frame(choices: bytes, usage: bytes = b"null") -> bytes:
             return b"data: " + env + choices + b',"usage":' + usage + b"}\n\n"
 
+        out = EventWriter(resp)
         with self.streaming():
-            await resp.write(frame(b'[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]'))
-            await self.sleep_ms(beh.ttft_ms)
+            await out.send(frame(b'[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]'))
+            await out.pause(beh.ttft_ms)
             if call:
                 args = call["function"]["arguments"]
                 first = {"index": 0, "id": call["id"], "type": "function",
@@ -172,23 +173,24 @@ class OpenAIMock(MockProvider):
                 finish = b'"stop"'
             for i, delta in enumerate(deltas):
                 if i:
-                    await self.sleep_ms(beh.chunk_delay_ms)
+                    await out.pause(beh.chunk_delay_ms)
                 if fault == "cut" and i >= beh.cut_after:
                     self.stats["faults"] += 1
+                    await out.flush()
                     self.cut_connection(request)
                     return resp
-                await resp.write(frame(b'[{"index":0,"delta":' + orjson.dumps(delta)
+                await out.send(frame(b'[{"index":0,"delta":' + orjson.dumps(delta)
                                        + b',"logprobs":null,"finish_reason":null}]'))
-            await resp.write(frame(b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":' + finish + b"}]"))
+            await out.send(frame(b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":' + finish + b"}]"))
             if include_usage and beh.usage:
                 prompt = _prompt_tokens(body)
                 usage = orjson.dumps({"prompt_tokens": prompt, "completion_tokens": completion,
                                       "total_tokens": prompt + completion,
                                       "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
                                       "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}})
-                await resp.write(frame(b"[]", usage))
-            await resp.write(b"data: [DONE]\n\n")
-            await resp.write_eof()
+                await out.send(frame(b"[]", usage))
+            await out.send(b"data: [DONE]\n\n")
+            await out.close()
             self.stats["completed_streams"] += 1
         return resp
 
