@@ -196,7 +196,7 @@ async def _send(resp: web.StreamResponse, data: bytes | None, request: web.Reque
         if request is not None:
             await resp.prepare(request)
         elif eof:
-            await resp.write_eof()
+            await resp.write_eof(data or b"")
         else:
             await resp.write(data)
     except ConnectionError as exc:
@@ -237,35 +237,46 @@ async def _relay_stream(request: web.Request, up: Response, translator,
     h["content-type"] = "text/event-stream"
     h["cache-control"] = "no-cache"
     h["x-faregate-latency-ms"] = f"{(time.perf_counter() - t0) * 1000.0:.2f}"
-    resp = web.StreamResponse(status=200, headers=h)
+    resp = _EventStream(status=200, headers=h)
+    # Once the translator saw the provider's end, what it wrote last goes out together with
+    # the end of the response (one write), before the provider's HTTP body end is read: a
+    # client that stops reading at [DONE] has then had every byte, and is not a disconnect.
+    last = b""
     try:
         await _send(resp, None, request)
-        await _send(resp, first)
-        rec.ttft_ms = (time.perf_counter() - t0) * 1000.0
-        try:
-            async for chunk in up:
-                out = translator.feed(chunk)
-                if out:
-                    await _send(resp, out)
-        except STREAM_ERRORS as exc:
-            failure = exc
-        tail = translator.finish()
-        if tail:
-            await _send(resp, tail)
+        if translator.done:
+            last = first
+        else:
+            await _send(resp, first)
+            rec.ttft_ms = (time.perf_counter() - t0) * 1000.0
+            try:
+                async for chunk in up:
+                    out = translator.feed(chunk)
+                    if translator.done:
+                        last = out
+                        break
+                    if out:
+                        await _send(resp, out)
+            except STREAM_ERRORS as exc:
+                failure = exc
+        last += translator.finish()
         if not translator.done:
             what = "timed out" if isinstance(failure, asyncio.TimeoutError) else "closed the stream"
             message = f"upstream provider {dep.provider} {what} before the response was complete"
             rec.error_class = "timeout" if isinstance(failure, asyncio.TimeoutError) else "stream_cut"
             rec.error = message
             rec.status = 502
-            await _send(resp, b"data: " + orjson.dumps({"error": {
+            last += b"data: " + orjson.dumps({"error": {
                 "message": message, "type": "upstream_error", "param": None,
-                "code": "upstream_stream_interrupted"}}) + b"\n\n")
+                "code": "upstream_stream_interrupted"}}) + b"\n\n"
         elif translator.error is not None:
             rec.error_class = translator.error.kind
             rec.status = translator.error.status
         elif tap is not None and failure is None:
             on_complete(None, dep, translator.usage)
+        await _send(resp, last, eof=True)
+        if rec.ttft_ms is None:
+            rec.ttft_ms = (time.perf_counter() - t0) * 1000.0
     finally:
         # The stream's cost goes to the ledger and metrics (its headers left long ago), also
         # when the client went away mid-stream: what the provider generated is billed.
@@ -274,9 +285,19 @@ async def _relay_stream(request: web.Request, up: Response, translator,
             account(rec, translator.usage, price)
         else:
             account(rec, estimated_usage(body, translator.completion_text), price, estimated=True)
-    await _send(resp, b"", eof=True)
     rec.latency_ms = (time.perf_counter() - t0) * 1000.0
+    up.release(DRAIN_S)   # the body's end, usually there already, pools the connection
     return resp
+
+
+class _EventStream(web.StreamResponse):
+    """An SSE response whose headers leave with its first bytes (one write, not two): it is
+    only prepared once those bytes are there. (aiohttp's own Response buffers them the same
+    way; an aiohttp without the switch sends them at once, which is only slower.)"""
+    _send_headers_immediately = False
+
+
+DRAIN_S = 1.0   # after the provider's end event, how long its HTTP body end may take
 
 
 async def forward_embeddings(upstream: Upstream, body: dict, candidates: list[Deployment],

@@ -129,7 +129,7 @@ class Response:
     __slots__ = ("status", "headers", "_conn", "_parser", "_loop", "_chunks", "_buffered", "_complete",
                  "_error", "_waiter", "_got_bytes", "_has_headers", "_last", "_timer", "_read_timeout",
                  "_deadline", "_headers_deadline", "_decoder", "_until_close", "_keep_alive", "_paused",
-                 "_name", "_url")
+                 "_name", "_url", "_released")
 
     def __init__(self, conn: _Connection, loop: asyncio.AbstractEventLoop, read_timeout: float,
                  deadline: float, headers_deadline: float, url: str):
@@ -156,6 +156,7 @@ class Response:
         self._paused = False
         self._name = b""
         self._url = url
+        self._released = False
 
     # -- the parser's callbacks --
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -197,6 +198,8 @@ class Response:
                 return
             if not body:
                 return
+        if self._released:   # nobody reads any more: only the body's end matters
+            return
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > _HIGH_WATER and not self._paused and self._conn is not None:
@@ -310,6 +313,11 @@ class Response:
             await self._wait()
 
     @property
+    def complete(self) -> bool:
+        """The whole body arrived (the connection is back in the pool)."""
+        return self._complete
+
+    @property
     def done(self) -> bool:
         """The whole body arrived (or the response failed) and all of it was consumed."""
         return (self._complete or self._error is not None) and not self._chunks
@@ -355,11 +363,31 @@ class Response:
         return data
 
     def close(self) -> None:
-        """Drops the connection unless the response is complete (then it is already pooled):
-        for a response abandoned half-read, e.g. when the client went away."""
-        if not self._complete:
+        """Drops the connection unless the response is complete (then it is already pooled)
+        or released: for a response abandoned half-read, e.g. when the client went away."""
+        if not self._complete and not self._released:
             self._fail(UpstreamConnectionError(f"{self._url}: the response was abandoned"))
         self._chunks = []
+
+    def release(self, grace: float) -> None:
+        """The reader has all it wants (a stream's end event came) but the body's end has
+        not arrived yet: whatever else arrives is discarded, and the connection goes back to
+        the pool when the end comes within `grace` seconds, else it is dropped. Nothing waits
+        for it."""
+        if self._complete or self._error is not None or self._released:
+            return
+        self._released = True
+        self._chunks = []
+        self._buffered = 0
+        if self._paused and self._conn is not None:
+            self._paused = False
+            self._conn.transport.resume_reading()
+        now = self._loop.time()
+        self._read_timeout = min(self._read_timeout, grace)
+        self._deadline = min(self._deadline, now + grace)
+        self._last = now
+        self._timer.cancel()
+        self._timer = self._loop.call_at(self._deadline, self._on_timer)
 
 
 class HTTPClient:

@@ -263,12 +263,31 @@ def test_client_disconnect_closes_upstream(stack, mock):
     assert stats["disconnects"] == 1 and stats["completed_streams"] == 0
 
 
+def test_a_client_that_leaves_at_done_got_the_whole_stream(stack, client, mock):
+    """The last bytes and the end of the response leave together, so a client that stops
+    reading at `data: [DONE]` and closes (as the openai SDK does) is logged 200, not as a
+    disconnect, even when the provider's own body end comes a moment later."""
+    gw, _ = stack
+    set_behavior(mock, "gpt-4o-mini", chunks=3, chunk_delay_ms=0)
+    for i in range(10):
+        list(client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True,
+                                            extra_headers={"x-request-id": f"req-at-done-{i}"}))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        rows = [r for r in gw.access_log() if r["id"].startswith("req-at-done-")]
+        if len(rows) == 10:
+            break
+        time.sleep(0.05)
+    assert [r["status"] for r in rows] == [200] * 10
+
+
 def test_client_disconnects_do_not_cool_the_deployment_down(stack, client, mock):
     """A client walking away is not the provider's fault: after more disconnects than the
     breaker's failure threshold (5), the deployment still serves at the first attempt."""
     gw, _ = stack
-    # no delay between chunks: the gateway is mid-write when the client goes, as under load
-    set_behavior(mock, "gpt-4o-mini", chunks=5000, chunk_delay_ms=0)
+    # no delay between chunks, and more of them (~11 MB) than the loopback socket buffers
+    # hold: the gateway is mid-write when the client goes, as under load
+    set_behavior(mock, "gpt-4o-mini", chunks=50000, chunk_delay_ms=0)
     body = orjson.dumps({"model": "gpt-4o-mini", "messages": MSG, "stream": True})
     for i in range(7):
         with stream_lines(gw.url + "/v1/chat/completions", body,

@@ -12,7 +12,7 @@ class _GoneClient:
     async def write(self, data):
         raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
 
-    async def write_eof(self):
+    async def write_eof(self, data=b""):
         raise ConnectionResetError("gone")
 
     async def prepare(self, request):
@@ -22,6 +22,7 @@ class _GoneClient:
 @pytest.mark.parametrize("call", [
     lambda r: _send(r, b"data: x\n\n"),
     lambda r: _send(r, b"", eof=True),
+    lambda r: _send(r, b"data: [DONE]\n\n", eof=True),
     lambda r: _send(r, None, object()),
 ])
 async def test_a_client_write_failure_is_never_an_upstream_error(call):

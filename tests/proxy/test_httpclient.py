@@ -479,6 +479,61 @@ async def test_abandoning_a_half_read_response_closes_its_connection(serve):
         await client.close()
 
 
+async def test_a_released_response_pools_its_connection_when_the_end_comes(serve):
+    """After a stream's end event the reader releases the response: the body's end, arriving
+    later, puts the connection back in the pool; nothing more is buffered; close() keeps it."""
+    gate = asyncio.Event()
+
+    async def handler(req, w, n):
+        if req.startswith(b"POST /second"):
+            w.write(ok())
+            await w.drain()
+            return
+        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\n[end]\r\n")
+        await w.drain()
+        await gate.wait()
+        w.write(b"4\r\nmore\r\n0\r\n\r\n")
+        await w.drain()
+
+    srv, url = await serve(handler)
+    client = HTTPClient()
+    try:
+        r = await client.request("POST", url + "/first", {}, b"")
+        assert await r.next_chunk() == b"[end]"
+        r.release(1.0)
+        r.close()   # what the caller's cleanup does: a no-op now
+        assert not r.complete and client._total == 1
+        gate.set()
+        for _ in range(100):
+            if r.complete:
+                break
+            await asyncio.sleep(0.01)
+        assert r.complete and r._chunks == []
+        r2 = await client.request("POST", url + "/second", {}, b"")
+        assert await r2.read() == b'{"ok":true}'
+        assert srv.connections == 1   # the released connection was reused
+    finally:
+        await client.close()
+
+
+async def test_a_released_response_whose_end_never_comes_is_dropped(serve):
+    async def handler(req, w, n):
+        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\n[end]\r\n")
+        await w.drain()
+        await asyncio.sleep(5)
+
+    srv, url = await serve(handler)
+    client = HTTPClient()
+    try:
+        r = await client.request("POST", url, {}, b"")
+        assert await r.next_chunk() == b"[end]"
+        r.release(0.1)
+        await asyncio.sleep(0.3)
+        assert client._total == 0 and not r.complete
+    finally:
+        await client.close()
+
+
 async def test_a_fast_large_body_pauses_reading_and_arrives_whole(serve):
     blob = bytes(range(256)) * (16 * 1024)   # 4 MiB, above the 1 MiB high-water mark
 
