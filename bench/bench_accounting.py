@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="on/off pairs (alternating)")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--chunks", type=int, default=20, help="content chunks per streamed answer")
-    ap.add_argument("--tool", choices=("auto", "wrk", "aiohttp"), default="auto")
+    ap.add_argument("--tool", choices=("auto", "wrk", "builtin"), default="auto")
     ap.add_argument("--stream", choices=("no", "yes", "both"), default="both")
     args = ap.parse_args(argv)
     multi = (os.cpu_count() or 1) > 1

@@ -212,36 +212,48 @@ async def drive(one, connections: int, duration: float, rate: float | None) -> f
     return time.perf_counter() - t0
 
 
+def lean_client(connections: int):
+    """The built-in clients' HTTP: the gateway's own upstream client (proxy.httpclient), a
+    keep-alive pool on httptools that costs a fraction of aiohttp's ClientSession per request.
+    The load generator shares a core with the mock on small machines, so its own cost shows
+    in every figure; `connections` bounds the requests in flight (late ones wait)."""
+    from proxy.httpclient import HTTPClient
+
+    return HTTPClient(connect_timeout=10, read_timeout=60, total_timeout=120,
+                      limit=connections, limit_per_host=connections)
+
+
 async def _aio(url: str, bodies: list[bytes], headers: dict[str, str], connections: int,
                duration: float, rate: float | None) -> LoadResult:
-    import aiohttp
+    from proxy.httpclient import HTTPClientError
 
     lat: list[float] = []
     errors = 0
     kinds: dict[str, int] = {}
     source = Bodies(bodies)
+    client = lean_client(connections)
 
-    async def one(session: aiohttp.ClientSession, due: float) -> None:
+    async def one(due: float) -> None:
         nonlocal errors
         data = source.next()
         due = min(due, time.perf_counter())  # a timer that fired early
         try:
-            async with session.post(url, data=data, headers=headers) as r:
-                await r.read()
-                if r.status != 200:
-                    errors += 1
-                    kinds[f"HTTP {r.status}"] = kinds.get(f"HTTP {r.status}", 0) + 1
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            r = await client.request("POST", url, headers, data)
+            await r.read()
+            if r.status != 200:
+                errors += 1
+                kinds[f"HTTP {r.status}"] = kinds.get(f"HTTP {r.status}", 0) + 1
+        except (HTTPClientError, OSError, asyncio.TimeoutError) as exc:
             errors += 1
             kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
         lat.append((time.perf_counter() - due) * 1000)
 
-    timeout = aiohttp.ClientTimeout(total=30)
-    conn = aiohttp.TCPConnector(limit=connections, force_close=False)
-    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
-        secs = await drive(lambda due: one(session, due), connections, duration, rate)
+    try:
+        secs = await drive(one, connections, duration, rate)
+    finally:
+        await client.close()
     lat.sort()
-    return LoadResult("aiohttp", len(lat), errors, secs, len(lat) / secs if secs else 0.0,
+    return LoadResult("httptools", len(lat), errors, secs, len(lat) / secs if secs else 0.0,
                       mode="open" if rate else "closed", connections=connections, rate=rate,
                       error_kinds=kinds, **quantiles(lat))
 
@@ -265,7 +277,7 @@ def run_load(url: str, body: bytes | None = None, *, bodies: list[bytes] | None 
              headers: dict[str, str] | None = None, connections: int = 32,
              duration: float = 5.0, cpus: str | None = None, rate: float | None = None,
              tool: str = "auto") -> LoadResult:
-    """Closed loop at `connections` (wrk when installed, unless tool="aiohttp"), or open loop
+    """Closed loop at `connections` (wrk when installed, unless tool="builtin"), or open loop
     at `rate` requests/s (always the built-in client). `bodies` are sent in turn."""
     bodies = bodies or [body or b"{}"]
     hdrs = {**DEFAULT_HEADERS, **(headers or {})}

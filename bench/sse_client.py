@@ -19,7 +19,7 @@ import time
 import msgspec
 import orjson
 
-from .loadgen import DEFAULT_HEADERS, Bodies, _child, _run_in_loop, drive, pinned, quantiles
+from .loadgen import DEFAULT_HEADERS, Bodies, _child, _run_in_loop, drive, lean_client, pinned, quantiles
 
 __all__ = ["StreamTiming", "SSEResult", "read_stream", "run_sse"]
 
@@ -64,10 +64,11 @@ def _has_content(line: bytes) -> bool:
         return False
 
 
-async def read_stream(session, url: str, body: bytes, headers: dict[str, str],
+async def read_stream(client, url: str, body: bytes, headers: dict[str, str],
                       due: float | None = None) -> StreamTiming:
-    """POSTs one streaming request and reads it to the end, timing it from `due` (default now)."""
-    import aiohttp
+    """POSTs one streaming request on `client` (loadgen.lean_client) and reads it to the end,
+    timing it from `due` (default now)."""
+    from proxy.httpclient import HTTPClientError
 
     # `due` can be a hair in the future (a timer that fired early): never time from later than now
     t0 = time.perf_counter() if due is None else min(due, time.perf_counter())
@@ -75,14 +76,19 @@ async def read_stream(session, url: str, body: bytes, headers: dict[str, str],
     events = 0
     ok = False
     why = ""
+    r = None
     try:
-        async with session.post(url, data=body, headers=headers) as r:
-            ttfb = (time.perf_counter() - t0) * 1000
-            if r.status != 200:
-                await r.read()
-                return StreamTiming(False, ttfb, -1.0, (time.perf_counter() - t0) * 1000, 0,
-                                    f"HTTP {r.status}")
-            async for line in r.content:
+        r = await client.request("POST", url, headers, body)
+        ttfb = (time.perf_counter() - t0) * 1000
+        if r.status != 200:
+            await r.read()
+            return StreamTiming(False, ttfb, -1.0, (time.perf_counter() - t0) * 1000, 0,
+                                f"HTTP {r.status}")
+        rest = b""
+        while not why and (data := await r.next_chunk()):
+            lines = (rest + data).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
                 if not line.startswith(b"data:"):
                     continue
                 events += 1
@@ -94,8 +100,11 @@ async def read_stream(session, url: str, body: bytes, headers: dict[str, str],
                 elif b'"error"' in line[:12]:
                     why = "error event"
                     break
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (HTTPClientError, OSError, asyncio.TimeoutError) as exc:
         why = type(exc).__name__
+    finally:
+        if r is not None:
+            r.close()
     if not why and not ok:
         why = "no [DONE]"
     elif not why and ttft < 0:
@@ -105,18 +114,18 @@ async def read_stream(session, url: str, body: bytes, headers: dict[str, str],
 
 async def _run(url: str, bodies: list[bytes], headers: dict[str, str], connections: int,
                duration: float, rate: float | None) -> SSEResult:
-    import aiohttp
-
     timings: list[StreamTiming] = []
     source = Bodies(bodies)
+    client = lean_client(connections)
 
-    async def one(session: aiohttp.ClientSession, due: float) -> None:
+    async def one(due: float) -> None:
         data = source.next()
-        timings.append(await read_stream(session, url, data, headers, due))
+        timings.append(await read_stream(client, url, data, headers, due))
 
-    conn = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as session:
-        secs = await drive(lambda due: one(session, due), connections, duration, rate)
+    try:
+        secs = await drive(one, connections, duration, rate)
+    finally:
+        await client.close()
     good = [t for t in timings if t.ok]
     kinds: dict[str, int] = {}
     for t in timings:

@@ -613,7 +613,7 @@ def machine_meta(a: argparse.Namespace, started: float, gw_cpu, mock_cpu, load_c
         "uvloop": uv,
         "faregate": _faregate_version(a.impl if a.impl != "both" else "c"),
         "load_tool": ("wrk " + _cmd_version(["wrk", "--version"]).split(" [")[0].replace("wrk ", ""))
-                     if have_wrk() and a.tool != "aiohttp" else "built-in aiohttp client",
+                     if have_wrk() and a.tool != "builtin" else "built-in client (proxy.httpclient)",
         "node": _cmd_version(["node", "--version"]) if shutil.which("node") else "",
         "pinning": (f"gateway cpu {gw_cpu}, mock cpu {mock_cpu}, load generator cpu {load_cpu}"
                     if gw_cpu else "none"),
@@ -653,7 +653,7 @@ def parser() -> argparse.ArgumentParser:
                     help="Faregate's hot path: compiled, pure-Python twin, or both")
     ap.add_argument("--peers", default="auto",
                     help="auto (bare and those installed), none, or a list: bare,litellm,portkey")
-    ap.add_argument("--tool", choices=("auto", "wrk", "aiohttp"), default="auto",
+    ap.add_argument("--tool", choices=("auto", "wrk", "builtin"), default="auto",
                     help="closed-loop load: wrk when installed (auto), or the built-in client")
     ap.add_argument("--cpus", default="auto",
                     help="taskset CPU lists GATEWAY/MOCK/LOAD (e.g. 0/1/1), auto, or none")
