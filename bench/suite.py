@@ -61,6 +61,7 @@ class Row(msgspec.Struct, omit_defaults=True):
     direct_sse: SSEResult | None = None
     cpu_ms_per_req: float | None = None
     skipped: str | None = None
+    closed_rps_runs: list[float] = []         # every closed-loop run with --repeat (closed: the median)
 
 
 class Memory(msgspec.Struct):
@@ -298,6 +299,16 @@ def _bodies(scenario: str) -> list[bytes]:
     return [body(False, unique=True)]
 
 
+def _median(items: list, key):
+    """The item whose key is the median (the lower one of an even count)."""
+    ranked = sorted(items, key=key)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def _nth(k: int, n: int) -> str:
+    return f" ({k + 1}/{n})" if n > 1 else ""
+
+
 class Suite:
     def __init__(self, args: argparse.Namespace):
         self.a = args
@@ -307,8 +318,8 @@ class Suite:
         self.peer_info: list[dict] = []
         self.notes: list[str] = []
         self.direct_closed: dict[str, LoadResult] = {}
-        self.direct_open: dict[tuple[str, int], LoadResult] = {}
-        self.direct_sse: dict[int, SSEResult] = {}
+        self.direct_open: dict[tuple[str, int, int], LoadResult] = {}
+        self.direct_sse: dict[tuple[int, int], SSEResult] = {}
         self.workdir = tempfile.mkdtemp(prefix="faregate-bench-")
         self.progress: Progress | None = None
 
@@ -327,6 +338,28 @@ class Suite:
                        connections=self.a.open_connections, duration=self.a.open_duration,
                        rate=rate, cpus=self.load_cpu)
 
+    def _direct_open(self, sc: str, bodies: list[bytes], rate: float, k: int) -> LoadResult:
+        """The mock alone at `rate`: measured once per rate, or again for every repeat `k`
+        (each target run is then paired with a direct run made just after it)."""
+        key = (sc, int(rate), k if self.a.repeat > 1 else 0)
+        if key not in self.direct_open:
+            self._phase(f"direct {sc} open loop at {rate:.0f}/s", self.a.open_duration)
+            self.direct_open[key] = self._open(self.direct_url, bodies, {}, rate)
+            self.progress.advance()
+        if self.a.repeat > 1:
+            return self.direct_open.pop(key)
+        return self.direct_open[key]
+
+    def _direct_sse(self, sc: str, rate: float, k: int) -> SSEResult:
+        key = (int(rate), k if self.a.repeat > 1 else 0)
+        if key not in self.direct_sse:
+            self._phase(f"direct {sc} SSE at {rate:.0f}/s", self.a.open_duration)
+            self.direct_sse[key] = self._sse(self.direct_url, {}, rate)
+            self.progress.advance()
+        if self.a.repeat > 1:
+            return self.direct_sse.pop(key)
+        return self.direct_sse[key]
+
     def _phase(self, label: str, seconds: float):
         assert self.progress is not None
         self.progress.phase(label, seconds)
@@ -336,7 +369,8 @@ class Suite:
         per = 0.0
         for sc in scenarios:
             opens = 0 if a.mode == "closed" else (2 if sc != "stream" else 4)
-            gw = max(a.warmup, 0) + (a.duration if a.mode != "open" else 0) + opens * a.open_duration
+            gw = max(a.warmup, 0) + a.repeat * ((a.duration if a.mode != "open" else 0)
+                                               + opens * a.open_duration)
             per += a.duration + n_targets * gw
         soak = a.soak_requests / 3000 if a.soak_requests else 0
         return per + soak + 5 * n_targets
@@ -377,38 +411,45 @@ class Suite:
                     mark(w.requests)
                 rate = a.rate
                 if a.mode != "open":
-                    self._phase(f"{target.name} {sc} closed loop", a.duration)
-                    cpu0 = watch.cpu_s() if watch else 0.0
-                    row.closed = self._closed(target.url, bodies, target.headers, a.duration)
-                    if watch and row.closed.requests:
-                        row.cpu_ms_per_req = (watch.cpu_s() - cpu0) * 1000 / row.closed.requests
-                    self.progress.advance()
-                    mark(row.closed.requests)
+                    runs: list[tuple[LoadResult, float | None]] = []
+                    for k in range(a.repeat):
+                        self._phase(f"{target.name} {sc} closed loop{_nth(k, a.repeat)}", a.duration)
+                        cpu0 = watch.cpu_s() if watch else 0.0
+                        res = self._closed(target.url, bodies, target.headers, a.duration)
+                        cpu = ((watch.cpu_s() - cpu0) * 1000 / res.requests
+                               if watch and res.requests else None)
+                        runs.append((res, cpu))
+                        self.progress.advance()
+                        mark(res.requests)
+                    row.closed, _ = _median(runs, lambda run: run[0].rps)
+                    cpus = [c for _, c in runs if c is not None]
+                    row.cpu_ms_per_req = _median(cpus, float) if cpus else None
+                    if a.repeat > 1:
+                        row.closed_rps_runs = [r.rps for r, _ in runs]
                     rate = rate or max(1.0, round(row.closed.rps / 2))
                 if a.mode != "closed" and rate:
                     if sc == "stream":
-                        self._phase(f"{target.name} {sc} SSE at {rate:.0f}/s", a.open_duration)
-                        row.sse = self._sse(target.url, target.headers, rate)
+                        pairs = []
+                        for k in range(a.repeat):
+                            self._phase(f"{target.name} {sc} SSE at {rate:.0f}/s{_nth(k, a.repeat)}",
+                                        a.open_duration)
+                            got = self._sse(target.url, target.headers, rate)
+                            self.progress.advance()
+                            if sampler:
+                                sampler.mark(got.streams)
+                            pairs.append((got, self._direct_sse(sc, rate, k)))
+                        row.sse, row.direct_sse = _median(
+                            pairs, lambda p: p[0].ttft_p50_ms - p[1].ttft_p50_ms)
+                    pairs = []
+                    for k in range(a.repeat):
+                        self._phase(f"{target.name} {sc} open loop at {rate:.0f}/s{_nth(k, a.repeat)}",
+                                    a.open_duration)
+                        got = self._open(target.url, bodies, target.headers, rate)
                         self.progress.advance()
                         if sampler:
-                            sampler.mark(row.sse.streams)
-                        key = int(rate)
-                        if key not in self.direct_sse:
-                            self._phase(f"direct {sc} SSE at {rate:.0f}/s", a.open_duration)
-                            self.direct_sse[key] = self._sse(self.direct_url, {}, rate)
-                            self.progress.advance()
-                        row.direct_sse = self.direct_sse[key]
-                    self._phase(f"{target.name} {sc} open loop at {rate:.0f}/s", a.open_duration)
-                    row.open = self._open(target.url, bodies, target.headers, rate)
-                    self.progress.advance()
-                    if sampler:
-                        sampler.mark(row.open.requests)
-                    key2 = (sc, int(rate))
-                    if key2 not in self.direct_open:
-                        self._phase(f"direct {sc} open loop at {rate:.0f}/s", a.open_duration)
-                        self.direct_open[key2] = self._open(self.direct_url, bodies, {}, rate)
-                        self.progress.advance()
-                    row.direct_open = self.direct_open[key2]
+                            sampler.mark(got.requests)
+                        pairs.append((got, self._direct_open(sc, bodies, rate, k)))
+                    row.open, row.direct_open = _median(pairs, lambda p: p[0].p50_ms - p[1].p50_ms)
             except RuntimeError as exc:
                 row.skipped = f"failed: {str(exc).strip().splitlines()[0][:200]}"
             finally:
@@ -637,6 +678,10 @@ def parser() -> argparse.ArgumentParser:
                     help="closed: max throughput; open: latency at --rate; both (default): "
                          "closed, then open at half the measured maximum")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per closed-loop run")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each measurement (closed loop; open loop paired with a direct "
+                         "run each time); the median is reported, the spread noted. On a shared "
+                         "machine use 3 or more")
     ap.add_argument("--open-duration", type=float, default=None,
                     help="seconds per open-loop run (default: --duration)")
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")

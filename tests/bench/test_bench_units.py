@@ -84,3 +84,13 @@ def test_update_readme_replaces_only_between_markers(tmp_path):
     plain.write_text("no markers\n")
     assert not update_readme(_results(), str(plain), "folder")
     assert plain.read_text() == "no markers\n"
+
+
+def test_repeat_reports_the_median_run():
+    from bench.suite import _median, parser
+
+    runs = [(5.0, "a"), (1.0, "b"), (3.0, "c"), (9.0, "d")]
+    assert _median(runs, lambda r: r[0]) == (3.0, "c")        # the lower middle of an even count
+    assert _median([(2.0, "x")], lambda r: r[0]) == (2.0, "x")
+    assert parser().parse_args(["--repeat", "3"]).repeat == 3
+    assert parser().parse_args([]).repeat == 1
