@@ -272,11 +272,11 @@ async def _relay_stream(request: web.Request, up: Response, translator,
         elif translator.error is not None:
             rec.error_class = translator.error.kind
             rec.status = translator.error.status
-        elif tap is not None and failure is None:
-            on_complete(None, dep, translator.usage)
         await _send(resp, last, eof=True)
         if rec.ttft_ms is None:
             rec.ttft_ms = (time.perf_counter() - t0) * 1000.0
+        if tap is not None and translator.done and translator.error is None and failure is None:
+            on_complete(None, dep, translator.usage)   # the cache stores the whole answer
     finally:
         # The stream's cost goes to the ledger and metrics (its headers left long ago), also
         # when the client went away mid-stream: what the provider generated is billed.

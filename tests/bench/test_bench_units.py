@@ -94,3 +94,16 @@ def test_repeat_reports_the_median_run():
     assert _median([(2.0, "x")], lambda r: r[0]) == (2.0, "x")
     assert parser().parse_args(["--repeat", "3"]).repeat == 3
     assert parser().parse_args([]).repeat == 1
+
+
+def test_rss_growth_leaves_out_the_warm_fill_but_not_a_leak():
+    from bench.suite import rss_growth_per_100k
+
+    # a bounded cache filling in the first 100k requests, flat after it
+    warm_then_flat = [(0, 56.0), (30_000, 70.0), (100_000, 75.6)] + [(n, 75.6) for n in range(200_000, 1_100_001, 100_000)]
+    assert abs(rss_growth_per_100k(warm_then_flat)) < 0.01
+    # a leak of 0.6 MB per 100k all along, warm-up included
+    leak = [(n, 50.0 + 6.0 * n / 1_000_000) for n in range(0, 1_000_001, 50_000)]
+    assert abs(rss_growth_per_100k(leak) - 0.6) < 1e-9
+    assert rss_growth_per_100k([(0, 1.0)]) is None
+    assert rss_growth_per_100k([(0, 1.0), (10, 2.0)]) == 10_000.0   # too few late samples: all of them
