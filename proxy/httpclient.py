@@ -172,6 +172,8 @@ class Response:
 
     def on_headers_complete(self) -> None:
         p = self._parser
+        if p is None:   # bytes past the end of a finished response: not ours to read
+            return
         self.status = p.get_status_code()
         self._keep_alive = p.should_keep_alive()
         h = self.headers
@@ -234,7 +236,7 @@ class Response:
                 self._chunks.append(tail)
                 self._buffered += len(tail)
         self._complete = True
-        self._timer.cancel()
+        self._let_go()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.response = None
@@ -263,13 +265,25 @@ class Response:
     def _fail(self, exc: BaseException, abort: bool = True) -> None:
         if self._error is None and not self._complete:
             self._error = exc
-        self._timer.cancel()
+        self._let_go()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.response = None
             if abort:
                 conn.abort()
         self._wake()
+
+    def _let_go(self) -> None:
+        """The response is over: its timer and parser go. Both point back at it (the timer's
+        callback, the parser's callbacks), so kept they would make every response a cycle
+        for the garbage collector; cut, it is freed by its last reference, not by the GC
+        (the cycles were ~9 objects per request and most of the worker's GC time). The parser
+        may still be inside feed_data, which holds its own reference."""
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        self._parser = None
 
     def _on_timer(self) -> None:
         if self._complete or self._error is not None:
@@ -386,7 +400,8 @@ class Response:
         self._read_timeout = min(self._read_timeout, grace)
         self._deadline = min(self._deadline, now + grace)
         self._last = now
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         self._timer = self._loop.call_at(self._deadline, self._on_timer)
 
 
