@@ -97,3 +97,21 @@ async def test_redis_down_opens_circuit_logs_once_and_recovers(redis_server, cap
         assert any("reachable again" in r.getMessage() for r in caplog.records)
     finally:
         await s.close()
+
+
+def test_memory_store_holds_no_more_than_its_bound_in_real_memory():
+    """max_bytes is what the entries really take (tracemalloc), small answers included."""
+    import os
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        s = MemoryStore(2_000_000)
+        for i in range(20_000):   # ~5x the bound: the store evicts down to it
+            s.set_now(os.urandom(16), b"x" * 300 + str(i).encode(), 60)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert s.bytes <= 2_000_000 and s.evictions > 0
+    assert used <= 2_000_000 * 1.1, used
