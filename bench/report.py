@@ -403,7 +403,7 @@ def update_readme(results, readme: str, folder: str) -> bool:
         text = fh.read()
     if README_BEGIN not in text or README_END not in text:
         return False
-    body = summary_text(results).replace("## Faregate bench", "Latest run:", 1).replace("### ", "#### ")
+    body = summary_text(results).replace("## Faregate bench — ", "Latest run, ", 1).replace("### ", "#### ")
     new = re.sub(re.escape(README_BEGIN) + r".*?" + re.escape(README_END),
                  lambda _: f"{README_BEGIN}\n{body}\n{README_END}", text, flags=re.S)
     with open(readme, "w") as fh:
