@@ -263,6 +263,17 @@ def test_client_disconnect_closes_upstream(stack, mock):
     assert stats["disconnects"] == 1 and stats["completed_streams"] == 0
 
 
+def logged(gw, id_prefix: str, n: int) -> list[dict]:
+    """The access-log rows of requests whose id starts with `id_prefix`, once there are `n`
+    (a row is written when its request ends, a moment after the client saw the end)."""
+    deadline = time.monotonic() + 5
+    while True:
+        rows = [r for r in gw.access_log() if r["id"].startswith(id_prefix)]
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
 def test_a_client_that_leaves_at_done_got_the_whole_stream(stack, client, mock):
     """The last bytes and the end of the response leave together, so a client that stops
     reading at `data: [DONE]` and closes (as the openai SDK does) is logged 200, not as a
@@ -272,13 +283,7 @@ def test_a_client_that_leaves_at_done_got_the_whole_stream(stack, client, mock):
     for i in range(10):
         list(client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True,
                                             extra_headers={"x-request-id": f"req-at-done-{i}"}))
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        rows = [r for r in gw.access_log() if r["id"].startswith("req-at-done-")]
-        if len(rows) == 10:
-            break
-        time.sleep(0.05)
-    assert [r["status"] for r in rows] == [200] * 10
+    assert [r["status"] for r in logged(gw, "req-at-done-", 10)] == [200] * 10
 
 
 def test_client_disconnects_do_not_cool_the_deployment_down(stack, client, mock):
@@ -295,13 +300,7 @@ def test_client_disconnects_do_not_cool_the_deployment_down(stack, client, mock)
             for line in lines:
                 if b'"content":"the"' in line:
                     break
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        rows = [r for r in gw.access_log() if r["id"].startswith("req-walkaway-")]
-        if len(rows) == 7:
-            break
-        time.sleep(0.05)
-    assert [r["status"] for r in rows] == [499] * 7
+    assert [r["status"] for r in logged(gw, "req-walkaway-", 7)] == [499] * 7
     set_behavior(mock, "gpt-4o-mini", chunks=3)
     r = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in r.parse() if c.choices) == "the quick brown"

@@ -100,18 +100,21 @@ async def test_content_length_body_and_keep_alive_reuse(serve):
         await client.close()
 
 
-async def test_chunked_stream_arrives_as_sent(serve):
-    gate = asyncio.Event()
-
+def gated(gate: asyncio.Event, first: bytes, rest: bytes):
+    """A handler that sends a chunked answer's head and `first`, and `rest` once `gate` is set."""
     async def handler(req, w, n):
         w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-        w.write(b"5\r\nhello\r\n")
+        w.write(first)
         await w.drain()
         await gate.wait()
-        w.write(b"6\r\n world\r\n0\r\n\r\n")
+        w.write(rest)
         await w.drain()
+    return handler
 
-    srv, url = await serve(handler)
+
+async def test_chunked_stream_arrives_as_sent(serve):
+    gate = asyncio.Event()
+    srv, url = await serve(gated(gate, b"5\r\nhello\r\n", b"6\r\n world\r\n0\r\n\r\n"))
     client = HTTPClient()
     try:
         r = await client.request("POST", url + "/s", {}, b"")
@@ -458,13 +461,17 @@ async def test_cancelling_a_request_drops_its_connection(serve):
         await client.close()
 
 
-async def test_abandoning_a_half_read_response_closes_its_connection(serve):
+def stalls_after(chunk: bytes):
+    """A handler that starts a chunked answer with one chunk and then says nothing more."""
     async def handler(req, w, n):
-        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nx\r\n")
+        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(chunk), chunk))
         await w.drain()
         await asyncio.sleep(5)
+    return handler
 
-    srv, url = await serve(handler)
+
+async def test_abandoning_a_half_read_response_closes_its_connection(serve):
+    srv, url = await serve(stalls_after(b"x"))
     client = HTTPClient()
     try:
         r = await client.request("POST", url, {}, b"")
@@ -484,17 +491,14 @@ async def test_a_released_response_pools_its_connection_when_the_end_comes(serve
     """After a stream's end event the reader releases the response: the body's end, arriving
     later, puts the connection back in the pool; nothing more is buffered; close() keeps it."""
     gate = asyncio.Event()
+    first = gated(gate, b"5\r\n[end]\r\n", b"4\r\nmore\r\n0\r\n\r\n")
 
     async def handler(req, w, n):
         if req.startswith(b"POST /second"):
             w.write(ok())
             await w.drain()
             return
-        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\n[end]\r\n")
-        await w.drain()
-        await gate.wait()
-        w.write(b"4\r\nmore\r\n0\r\n\r\n")
-        await w.drain()
+        await first(req, w, n)
 
     srv, url = await serve(handler)
     client = HTTPClient()
@@ -518,12 +522,7 @@ async def test_a_released_response_pools_its_connection_when_the_end_comes(serve
 
 
 async def test_a_released_response_whose_end_never_comes_is_dropped(serve):
-    async def handler(req, w, n):
-        w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\n[end]\r\n")
-        await w.drain()
-        await asyncio.sleep(5)
-
-    srv, url = await serve(handler)
+    srv, url = await serve(stalls_after(b"[end]"))
     client = HTTPClient()
     try:
         r = await client.request("POST", url, {}, b"")
