@@ -331,8 +331,7 @@ class Suite:
         self.peer_info: list[dict] = []
         self.notes: list[str] = []
         self.direct_closed: dict[str, LoadResult] = {}
-        self.direct_open: dict[tuple[str, int, int], LoadResult] = {}
-        self.direct_sse: dict[tuple[int, int], SSEResult] = {}
+        self.direct_runs: dict[tuple, LoadResult | SSEResult] = {}   # open loop / SSE, by rate
         self.workdir = tempfile.mkdtemp(prefix="faregate-bench-")
         self.progress: Progress | None = None
 
@@ -351,27 +350,26 @@ class Suite:
                        connections=self.a.open_connections, duration=self.a.open_duration,
                        rate=rate, cpus=self.load_cpu)
 
-    def _direct_open(self, sc: str, bodies: list[bytes], rate: float, k: int) -> LoadResult:
-        """The mock alone at `rate`: measured once per rate, or again for every repeat `k`
-        (each target run is then paired with a direct run made just after it)."""
-        key = (sc, int(rate), k if self.a.repeat > 1 else 0)
-        if key not in self.direct_open:
-            self._phase(f"direct {sc} open loop at {rate:.0f}/s", self.a.open_duration)
-            self.direct_open[key] = self._open(self.direct_url, bodies, {}, rate)
+    def _direct(self, key: tuple, label: str, measure):
+        """The mock alone, measured by `measure()`: once per key, or, with --repeat, afresh
+        for every repeat (each target run is then paired with a direct run made just after)."""
+        if self.a.repeat > 1 or key not in self.direct_runs:
+            self._phase(label, self.a.open_duration)
+            self.direct_runs[key] = measure()
             self.progress.advance()
-        if self.a.repeat > 1:
-            return self.direct_open.pop(key)
-        return self.direct_open[key]
+        return self.direct_runs[key]
 
-    def _direct_sse(self, sc: str, rate: float, k: int) -> SSEResult:
-        key = (int(rate), k if self.a.repeat > 1 else 0)
-        if key not in self.direct_sse:
-            self._phase(f"direct {sc} SSE at {rate:.0f}/s", self.a.open_duration)
-            self.direct_sse[key] = self._sse(self.direct_url, {}, rate)
+    def _paired(self, label: str, measure, direct, done, added) -> tuple:
+        """--repeat runs of the target at one rate (`done(result)` after each), each paired
+        with `direct()`; the pair whose `added` (target minus direct) is the median."""
+        pairs = []
+        for k in range(self.a.repeat):
+            self._phase(f"{label}{_nth(k, self.a.repeat)}", self.a.open_duration)
+            got = measure()
             self.progress.advance()
-        if self.a.repeat > 1:
-            return self.direct_sse.pop(key)
-        return self.direct_sse[key]
+            done(got)
+            pairs.append((got, direct()))
+        return _median(pairs, lambda p: added(*p))
 
     def _phase(self, label: str, seconds: float):
         assert self.progress is not None
@@ -441,28 +439,22 @@ class Suite:
                         row.closed_rps_runs = [r.rps for r, _ in runs]
                     rate = rate or max(1.0, round(row.closed.rps / 2))
                 if a.mode != "closed" and rate:
+                    at = f"at {rate:.0f}/s"
                     if sc == "stream":
-                        pairs = []
-                        for k in range(a.repeat):
-                            self._phase(f"{target.name} {sc} SSE at {rate:.0f}/s{_nth(k, a.repeat)}",
-                                        a.open_duration)
-                            got = self._sse(target.url, target.headers, rate)
-                            self.progress.advance()
-                            if sampler:
-                                sampler.mark(got.streams)
-                            pairs.append((got, self._direct_sse(sc, rate, k)))
-                        row.sse, row.direct_sse = _median(
-                            pairs, lambda p: p[0].ttft_p50_ms - p[1].ttft_p50_ms)
-                    pairs = []
-                    for k in range(a.repeat):
-                        self._phase(f"{target.name} {sc} open loop at {rate:.0f}/s{_nth(k, a.repeat)}",
-                                    a.open_duration)
-                        got = self._open(target.url, bodies, target.headers, rate)
-                        self.progress.advance()
-                        if sampler:
-                            sampler.mark(got.requests)
-                        pairs.append((got, self._direct_open(sc, bodies, rate, k)))
-                    row.open, row.direct_open = _median(pairs, lambda p: p[0].p50_ms - p[1].p50_ms)
+                        row.sse, row.direct_sse = self._paired(
+                            f"{target.name} {sc} SSE {at}",
+                            lambda: self._sse(target.url, target.headers, rate),
+                            lambda: self._direct(("sse", int(rate)), f"direct {sc} SSE {at}",
+                                                 lambda: self._sse(self.direct_url, {}, rate)),
+                            lambda r: sampler and sampler.mark(r.streams),
+                            lambda t, d: t.ttft_p50_ms - d.ttft_p50_ms)
+                    row.open, row.direct_open = self._paired(
+                        f"{target.name} {sc} open loop {at}",
+                        lambda: self._open(target.url, bodies, target.headers, rate),
+                        lambda: self._direct((sc, int(rate)), f"direct {sc} open loop {at}",
+                                             lambda: self._open(self.direct_url, bodies, {}, rate)),
+                        lambda r: sampler and sampler.mark(r.requests),
+                        lambda t, d: t.p50_ms - d.p50_ms)
             except RuntimeError as exc:
                 row.skipped = f"failed: {str(exc).strip().splitlines()[0][:200]}"
             finally:

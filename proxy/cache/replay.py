@@ -119,16 +119,11 @@ class StreamAssembler:
 
     def content(self, text: str, finish: str | None) -> None:
         """Choice 0's content and finish reason: all that a SHAPE_SIMPLE chunk adds."""
-        c = self._choices.get(0)
-        if c is None:
-            c = self._choices[0] = _Choice()
+        c = self._choice(0)
         if text:
             c.content.append(text)
         if finish:
             c.finish = finish
-
-    def delta(self, index: int, delta: dict, finish: str | None) -> None:
-        self._delta(index, delta, finish)
 
     def finish(self) -> None:
         self.done = True
@@ -149,8 +144,8 @@ class StreamAssembler:
             index = ch.get("index", 0)
             delta = ch.get("delta")
             finish = ch.get("finish_reason")
-            self._delta(index if type(index) is int else 0, delta if isinstance(delta, dict) else {},
-                        finish if isinstance(finish, str) else None)
+            self.delta(index if type(index) is int else 0, delta if isinstance(delta, dict) else {},
+                       finish if isinstance(finish, str) else None)
 
     # -- from bytes --
     def feed(self, data: bytes) -> None:
@@ -179,10 +174,15 @@ class StreamAssembler:
                 return
             self.chunk(obj)
 
-    def _delta(self, index: int, delta: dict, finish: str | None) -> None:
+    def _choice(self, index: int) -> _Choice:
         c = self._choices.get(index)
         if c is None:
             c = self._choices[index] = _Choice()
+        return c
+
+    def delta(self, index: int, delta: dict, finish: str | None) -> None:
+        """One choice's delta and finish reason."""
+        c = self._choice(index)
         role = delta.get("role")
         if role and isinstance(role, str):
             c.role = role
