@@ -5,7 +5,7 @@ Lua script for the POST bodies when wrk is installed, else with the built-in cli
 (requests sent at a fixed `rate`, latency measured from when each request was due, so a slow
 server cannot hide its queueing) with the built-in client, since wrk has no fixed-rate mode.
 
-The built-in client (aiohttp on uvloop) runs in its own process, `python -m bench.loadgen`,
+The built-in client (proxy.httpclient on uvloop, paced by a timerfd: bench/pacer.py) runs in its own process, `python -m bench.loadgen`,
 so that it can be pinned to a core with taskset like wrk. Both return the same `LoadResult`,
 with a latency CDF for the report's plots.
 """
@@ -22,6 +22,8 @@ import tempfile
 import time
 
 import msgspec
+
+from .pacer import Pacer
 
 __all__ = ["LoadResult", "run_load", "have_wrk", "pinned", "quantiles", "CDF_POINTS",
            "DEFAULT_HEADERS", "NONCE", "Bodies"]
@@ -50,6 +52,7 @@ class LoadResult(msgspec.Struct):
     rate: float | None = None            # open loop: the requests/s asked for
     cdf: list[tuple[float, float]] = []  # (percentile, ms)
     error_kinds: dict[str, int] = {}     # built-in client: "HTTP 503", "ClientOSError", ...
+    slip_p99_ms: float | None = None     # open loop: p99 of how late the client sent (its lag)
 
 
 def have_wrk() -> bool:
@@ -181,26 +184,32 @@ class Bodies:
         return parts[0] + self.run + b"-%d" % self.n + parts[1]
 
 
-async def drive(one, connections: int, duration: float, rate: float | None) -> float:
+async def drive(one, connections: int, duration: float, rate: float | None,
+                slips: list[float] | None = None) -> float:
     """Runs `one(due)` for `duration` seconds and returns the seconds it took: closed loop
     (`connections` workers back to back) or, with `rate`, open loop — request i is due at
-    t0 + i/rate whatever happened to the ones before, and the time it waited counts."""
+    t0 + i/rate whatever happened to the ones before, and the time it waited counts. Open
+    loop appends to `slips` how late (ms) each request was started: the client's own lag."""
     t0 = time.perf_counter()
     stop_at = t0 + duration
     if rate:
         tasks: set = set()
+        pacer = Pacer()
         i = 0
-        while True:
-            due = t0 + i / rate
-            if due >= stop_at:
-                break
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            t = asyncio.ensure_future(one(due))
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
-            i += 1
+        try:
+            while True:
+                due = t0 + i / rate
+                if due >= stop_at:
+                    break
+                await pacer.sleep_until(due)
+                if slips is not None:
+                    slips.append(max(0.0, time.perf_counter() - due) * 1000)
+                t = asyncio.ensure_future(one(due))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+                i += 1
+        finally:
+            pacer.close()
         if tasks:
             await asyncio.wait(tasks)
     else:
@@ -248,14 +257,23 @@ async def _aio(url: str, bodies: list[bytes], headers: dict[str, str], connectio
             kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
         lat.append((time.perf_counter() - due) * 1000)
 
+    slips: list[float] = []
     try:
-        secs = await drive(one, connections, duration, rate)
+        secs = await drive(one, connections, duration, rate, slips)
     finally:
         await client.close()
     lat.sort()
     return LoadResult("httptools", len(lat), errors, secs, len(lat) / secs if secs else 0.0,
                       mode="open" if rate else "closed", connections=connections, rate=rate,
-                      error_kinds=kinds, **quantiles(lat))
+                      error_kinds=kinds, slip_p99_ms=slip_p99(slips), **quantiles(lat))
+
+
+def slip_p99(slips: list[float]) -> float | None:
+    """The p99 of an open-loop run's send slips (None for a closed-loop run, which has none)."""
+    if not slips:
+        return None
+    slips.sort()
+    return slips[min(len(slips) - 1, int(0.99 * len(slips)))]
 
 
 def _child(cmd: list[str], spec: dict, timeout: float) -> bytes:

@@ -19,7 +19,8 @@ import time
 import msgspec
 import orjson
 
-from .loadgen import DEFAULT_HEADERS, Bodies, _child, _run_in_loop, drive, lean_client, pinned, quantiles
+from .loadgen import (DEFAULT_HEADERS, Bodies, _child, _run_in_loop, drive, lean_client, pinned,
+                      quantiles, slip_p99)
 
 __all__ = ["StreamTiming", "SSEResult", "read_stream", "run_sse"]
 
@@ -51,6 +52,7 @@ class SSEResult(msgspec.Struct):
     events_mean: float
     error_kinds: dict[str, int] = {}
     ttft_cdf: list[tuple[float, float]] = []
+    slip_p99_ms: float | None = None     # open loop: p99 of how late the client started a stream
 
 
 def _has_content(line: bytes) -> bool:
@@ -122,8 +124,9 @@ async def _run(url: str, bodies: list[bytes], headers: dict[str, str], connectio
         data = source.next()
         timings.append(await read_stream(client, url, data, headers, due))
 
+    slips: list[float] = []
     try:
-        secs = await drive(one, connections, duration, rate)
+        secs = await drive(one, connections, duration, rate, slips)
     finally:
         await client.close()
     good = [t for t in timings if t.ok]
@@ -141,7 +144,7 @@ async def _run(url: str, bodies: list[bytes], headers: dict[str, str], connectio
         ttft_p50_ms=ttft["p50_ms"], ttft_p90_ms=ttft["p90_ms"], ttft_p99_ms=ttft["p99_ms"],
         total_p50_ms=total["p50_ms"], total_p99_ms=total["p99_ms"],
         events_mean=sum(t.events for t in good) / len(good) if good else 0.0, ttft_cdf=ttft["cdf"],
-        error_kinds=kinds)
+        error_kinds=kinds, slip_p99_ms=slip_p99(slips))
 
 
 def run_sse(url: str, bodies: list[bytes], *, headers: dict[str, str] | None = None,
