@@ -38,10 +38,13 @@ def make_app(upstream: str) -> web.Application:
                 return web.Response(body=await up.read(), status=up.status, content_type=None,
                                     headers={"content-type": ctype})
             resp = web.StreamResponse(status=up.status, headers={"content-type": ctype})
-            await resp.prepare(request)
-            async for chunk in up.content.iter_any():
-                await resp.write(chunk)
-            await resp.write_eof()
+            try:
+                await resp.prepare(request)
+                async for chunk in up.content.iter_any():
+                    await resp.write(chunk)
+                await resp.write_eof()
+            except ConnectionResetError:
+                pass  # the client left mid-stream (wrk ends every run so): not an error
             return resp
 
     async def ok(_request: web.Request) -> web.Response:
