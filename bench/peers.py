@@ -1,4 +1,6 @@
-"""Peer gateways for side-by-side runs: LiteLLM's proxy and Portkey's gateway.
+"""Peer gateways for side-by-side runs: LiteLLM's proxy and Portkey's gateway, and two
+references that are part of the suite: `bare` (bench/passthrough.py, aiohttp with no
+features) and `relay` (bench/relay.py, a byte relay: the floor of any process in the path).
 
 Neither is a dependency of Faregate. Each is found at a documented place, started on a free
 loopback port in front of the same mock provider as Faregate, pinned to the same core, and
@@ -37,11 +39,12 @@ import yaml
 
 from .bench_gateway import wait_http
 
-__all__ = ["CACHE_DIR", "Target", "PeerStatus", "peer_status", "start_peer", "probe", "PEERS",
+__all__ = ["BUILT_IN", "CACHE_DIR", "Target", "PeerStatus", "peer_status", "start_peer", "probe", "PEERS",
            "install", "main"]
 
 CACHE_DIR = Path(os.environ.get("FAREGATE_BENCH_CACHE", Path.home() / ".cache" / "faregate-bench"))
-PEERS = ("bare", "litellm", "portkey")
+PEERS = ("bare", "relay", "litellm", "portkey")
+BUILT_IN = ("bare", "relay")   # part of the suite: always there, nothing to install
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Target:
     cleanup: list[str] = field(default_factory=list)   # files to remove on stop
     stream_ok: bool = True
     note: str = ""
+    rate_of: str | None = None   # open loop at the rate this other target ran at, not its own
 
     @property
     def pid(self) -> int | None:
@@ -127,6 +131,10 @@ def peer_status(name: str) -> PeerStatus:
         import aiohttp
 
         return PeerStatus(name, True, "bench/passthrough.py", f"aiohttp {aiohttp.__version__}")
+    if name == "relay":  # bench/relay.py: likewise
+        import uvloop
+
+        return PeerStatus(name, True, "bench/relay.py", f"uvloop {uvloop.__version__}")
     if name == "litellm":
         exe, where = _litellm_exe()
         if exe is None:
@@ -247,8 +255,29 @@ def start_bare(port: int, upstream: str, cpus: str | None, workers: int = 1) -> 
     return target
 
 
+def start_relay(port: int, upstream: str, cpus: str | None, workers: int = 1) -> Target:
+    """The byte relay (bench/relay.py): the floor of any process in the path. Its open loop
+    runs at Faregate's rate, so that its added latency is the machine's share of Faregate's."""
+    from .bench_gateway import ROOT
+    from .loadgen import pinned
+
+    proc = subprocess.Popen(pinned([sys.executable, "-m", "bench.relay", "--port", str(port),
+                                    "--upstream", upstream], cpus),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
+    target = Target("relay", f"http://127.0.0.1:{port}/v1/chat/completions", {}, proc, 1,
+                    peer_status("relay").version, rate_of="faregate")
+    if workers > 1:
+        target.note = "runs one process (it is the per-worker floor)"
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v1/models", 30, proc)
+    except RuntimeError as exc:
+        target.stop()
+        raise RuntimeError(f"the relay did not start: {exc}") from None
+    return target
+
+
 def start_peer(name: str, port: int, upstream: str, cpus: str | None, workers: int = 1) -> Target:
-    return {"bare": start_bare, "litellm": start_litellm,
+    return {"bare": start_bare, "relay": start_relay, "litellm": start_litellm,
             "portkey": start_portkey}[name](port, upstream, cpus, workers)
 
 
@@ -310,7 +339,7 @@ def install(names: list[str]) -> int:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     worst = 0
     for name in names:
-        if name == "bare":
+        if name in BUILT_IN:
             continue  # part of the suite
         cmds = INSTALL_LITELLM if name == "litellm" else INSTALL_PORTKEY
         for cmd in cmds:
@@ -329,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench peers", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--install", action="store_true", help="install the peers under " + str(CACHE_DIR))
-    ap.add_argument("names", nargs="*", help="litellm, portkey (default: both)")
+    ap.add_argument("names", nargs="*", help=", ".join(PEERS) + " (default: all)")
     args = ap.parse_args(argv)
     names = args.names or list(PEERS)
     for name in names:

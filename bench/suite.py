@@ -393,6 +393,13 @@ class Suite:
             pairs.append((got, direct()))
         return _median(pairs, lambda p: added(*p))
 
+    def _open_rate(self, scenario: str, target: str) -> float | None:
+        """The rate `target`'s open loop ran at in `scenario` (None when it has not run)."""
+        for row in self.rows:
+            if row.scenario == scenario and row.target == target:
+                return row.open.rate if row.open is not None else None
+        return None
+
     def _phase(self, label: str, seconds: float):
         assert self.progress is not None
         self.progress.phase(label, seconds)
@@ -460,6 +467,8 @@ class Suite:
                     if a.repeat > 1:
                         row.closed_rps_runs = [r.rps for r, _ in runs]
                     rate = rate or max(1.0, round(row.closed.rps / 2))
+                if target.rate_of and not a.rate:
+                    rate = self._open_rate(sc, target.rate_of) or rate
                 if a.mode != "closed" and rate:
                     at = f"at {rate:.0f}/s"
                     if sc == "stream":

@@ -73,6 +73,29 @@ def test_targets_pass_fail_and_errors():
     assert t["added latency p50, half of max load (at 2100/s)"].startswith("FAIL")
 
 
+def test_the_relays_added_latency_is_shown_beside_faregates_only_at_the_same_rate():
+    res = _results()
+    res.rows.append(Row("nonstream", "relay", closed=_lr(14000, 1.0, 2.0),
+                        open=_lr(2100, 1.1, 1.9, rate=2100),
+                        direct_open=_lr(2100, 1.0, 1.0, rate=2100)))
+    t = {name: measured for name, _, measured, _ in targets(res)}
+    assert t["added latency p50, half of max load (at 2100/s)"] == "0.30 ms (a bare byte relay: 0.10 ms)"
+    assert t["added latency p99, half of max load (at 2100/s)"] == "1.00 ms (a bare byte relay: 0.90 ms)"
+    res.rows[-1].open = _lr(7000, 1.1, 1.9, rate=7000)   # at its own rate: not comparable
+    t = {name: measured for name, _, measured, _ in targets(res)}
+    assert t["added latency p50, half of max load (at 2100/s)"] == "0.30 ms"
+
+
+def test_a_target_with_rate_of_runs_its_open_loop_at_that_targets_rate():
+    from bench.suite import Suite, parser
+
+    suite = Suite(parser().parse_args(["--peers", "none"]))
+    suite.rows = _results().rows
+    assert suite._open_rate("nonstream", "faregate") == 2100
+    assert suite._open_rate("stream", "faregate") is None
+    assert suite._open_rate("nonstream", "direct") is None
+
+
 def test_update_readme_replaces_only_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# X\n\nbefore\n{README_BEGIN}\nold table\n{README_END}\nafter\n")

@@ -53,3 +53,62 @@ def test_wrk_dropping_its_streams_at_the_end_of_a_run_is_not_logged_as_an_error(
         mock.wait(10)
     log.seek(0)
     assert b"Error handling request" not in log.read()
+
+
+def test_the_byte_relay_relays_plain_and_stream_and_runs_at_faregates_rate():
+    mock_port = free_port()
+    mock = start_mock(mock_port, None, chunks=5)
+    try:
+        st = peers.peer_status("relay")
+        assert st.found and st.version.startswith("uvloop ")
+        target = peers.start_peer("relay", free_port(), f"http://127.0.0.1:{mock_port}/v1", None)
+        try:
+            assert target.rate_of == "faregate"
+            assert peers.probe(target, body(False), body(True)) is None
+            assert target.stream_ok, target.note
+            # keep-alive through the relay: many requests on one connection, streams included
+            res = run_load(target.url, bodies=[body(False), body(True)], connections=4,
+                           duration=0.5, tool="builtin")
+            assert res.requests > 20 and res.errors == 0
+        finally:
+            target.stop()
+    finally:
+        mock.terminate()
+        mock.wait(10)
+
+
+async def test_the_relay_carries_large_transfers_both_ways_and_half_closes():
+    """8 MB through an echo upstream: far past the transports' buffers, so the relay's flow
+    control pauses and resumes; the client's FIN reaches the upstream, whose close ends it."""
+    import asyncio
+    import os
+
+    from bench.relay import serve
+
+    async def echo(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    upstream = await asyncio.start_server(echo, "127.0.0.1", 0)
+    up_port = upstream.sockets[0].getsockname()[1]
+    relay = await serve(0, f"http://127.0.0.1:{up_port}/v1")
+    port = relay.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        payload = os.urandom(8 << 20)
+
+        async def send():
+            writer.write(payload)
+            await writer.drain()
+            writer.write_eof()
+
+        sender = asyncio.ensure_future(send())
+        got = await asyncio.wait_for(reader.read(-1), 30)   # to EOF: the upstream closed
+        await sender
+        assert got == payload
+        writer.close()
+    finally:
+        relay.close()
+        upstream.close()
