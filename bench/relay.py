@@ -5,8 +5,8 @@ across both ways as they arrive (with flow control: a side whose peer cannot tak
 paused). Whatever sits between a client and a provider pays at least this: two more socket
 hops, and a process to wake on another core. Run in the suite as the peer `relay`, at the
 same open-loop rate as Faregate, it says how much of Faregate's added latency is the
-machine's (measured on the 2-core VM: 0.10–0.24 ms at p50 and 1.0–3.4 ms at p99, at
-2,000–3,000 requests/s, where bare aiohttp added 0.5–1.1 ms at p50).
+machine's (on the 2-core VM, full suite runs at 2,400–3,000 requests/s: 0.16–0.17 ms at
+p50 and under 0.6 ms at p99, where bare aiohttp added 0.59–1.13 ms at p50).
 
     python -m bench.relay --port 8100 --upstream http://127.0.0.1:8200/v1
 """

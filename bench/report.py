@@ -9,6 +9,8 @@ import time
 
 import msgspec
 
+from .loadgen import SLIP_NOTE_MS
+
 __all__ = ["write", "summary_text", "update_readme", "targets", "TARGETS", "README_BEGIN",
            "README_END"]
 
@@ -90,15 +92,27 @@ def _added(a, b, field: str) -> float | None:
     return getattr(a, field) - getattr(b, field)
 
 
-def _floor(results, field: str, fg_row) -> str:
-    """What the byte relay (bench/relay.py) added in the same run at the same rate as
-    Faregate: the machine's share of the added latency, shown next to Faregate's."""
+def _lag(*runs) -> str:
+    """Says so when the open-loop client of these runs (a target's and its direct run) fell
+    more than SLIP_NOTE_MS behind its schedule at p99: the latencies then carry its lag."""
+    slips = [r.slip_p99_ms for r in runs if r is not None and r.slip_p99_ms is not None]
+    worst = max(slips, default=0.0)
+    return f"the load client ran {_f(worst)} ms late at p99" if worst > SLIP_NOTE_MS else ""
+
+
+def _floor(results, field: str, fg_row, lag: str = "") -> str:
+    """In parentheses after a Faregate added latency: what the byte relay (bench/relay.py)
+    added in the same run at the same rate (the machine's share), and `lag` (see _lag)."""
     relay = _row(results, "nonstream", "relay")
-    if relay is None or relay.open is None or fg_row is None or fg_row.open is None \
-            or relay.open.rate != fg_row.open.rate:
-        return ""
-    v = _added(relay.open, relay.direct_open, field)
-    return f" (a bare byte relay: {_f(v)} ms)" if v is not None else ""
+    parts = []
+    if relay is not None and relay.open is not None and fg_row is not None and \
+            fg_row.open is not None and relay.open.rate == fg_row.open.rate:
+        v = _added(relay.open, relay.direct_open, field)
+        if v is not None:
+            parts.append(f"a bare byte relay: {_f(v)} ms")
+    if lag:
+        parts.append(lag)
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _error_share(*results) -> float:
@@ -139,17 +153,20 @@ def targets(results) -> list[tuple[str, str, str, str]]:
     out.append(("streams/s per worker", f"≥ {TARGETS['streams_per_s']:,.0f}", _f(v) + spread(st),
                 verdict(v, TARGETS["streams_per_s"], True, st.closed if st else None)))
     rate = f" (at {ns.open.rate:.0f}/s)" if ns and ns.open else ""
+    lag = _lag(ns.open, ns.direct_open) if ns else ""
     v = _added(ns.open, ns.direct_open, "p50_ms") if ns else None
     out.append((f"added latency p50, half of max load{rate}", f"≤ {TARGETS['added_p50_ms']} ms",
-                _f(v) + " ms" + _floor(results, "p50_ms", ns) if v is not None else "–",
+                _f(v) + " ms" + _floor(results, "p50_ms", ns, lag) if v is not None else "–",
                 verdict(v, TARGETS["added_p50_ms"], False, ns.open if ns else None)))
     v = _added(ns.open, ns.direct_open, "p99_ms") if ns else None
     out.append((f"added latency p99, half of max load{rate}", f"≤ {TARGETS['added_p99_ms']} ms",
-                _f(v) + " ms" + _floor(results, "p99_ms", ns) if v is not None else "–",
+                _f(v) + " ms" + _floor(results, "p99_ms", ns, lag) if v is not None else "–",
                 verdict(v, TARGETS["added_p99_ms"], False, ns.open if ns else None)))
     v = _added(st.sse, st.direct_sse, "ttft_p50_ms") if st else None
+    lag = _lag(st.sse, st.direct_sse) if st else ""
     out.append(("added time to first token, p50", f"≤ {TARGETS['added_ttft_ms']} ms",
-                _f(v) + " ms" if v is not None else "–", verdict(v, TARGETS["added_ttft_ms"], False, st.sse if st else None)))
+                _f(v) + " ms" + (f" ({lag})" if lag else "") if v is not None else "–",
+                verdict(v, TARGETS["added_ttft_ms"], False, st.sse if st else None)))
     m = _mem(results, fg)
     v = m.max_proc_mb if m else None
     out.append(("RSS per worker (max)", f"≤ {TARGETS['rss_mb']:.0f} MB", _f(v, 1) + " MB" if v else "–",

@@ -36,7 +36,7 @@ import msgspec
 
 from . import peers as peers_mod
 from .bench_gateway import ROOT, body, faregate_config, free_port, start_gateway, start_mock
-from .loadgen import LoadResult, have_wrk, run_load
+from .loadgen import SLIP_NOTE_MS, LoadResult, have_wrk, run_load
 from .peers import Target
 from .sse_client import SSEResult, run_sse
 
@@ -192,7 +192,6 @@ class RssSampler:
                       rss_growth_per_100k(self.points), self.points)
 
 
-SLIP_NOTE_MS = 1.0  # an open-loop client this late at p99 is part of what its latencies show
 WARM_SHARE = 0.2   # the first fifth of a run's requests fill bounded caches and the allocator
 
 

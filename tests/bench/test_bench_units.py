@@ -2,7 +2,7 @@
 quantiles, the targets verdicts and the README update."""
 from __future__ import annotations
 
-from bench.loadgen import NONCE, Bodies, LoadResult, quantiles
+from bench.loadgen import NONCE, SLIP_NOTE_MS, Bodies, LoadResult, quantiles
 from bench.pyspy import top_frames
 from bench.report import README_BEGIN, README_END, targets, update_readme
 from bench.suite import Memory, Results, Row, plan_cpus
@@ -84,6 +84,19 @@ def test_the_relays_added_latency_is_shown_beside_faregates_only_at_the_same_rat
     res.rows[-1].open = _lr(7000, 1.1, 1.9, rate=7000)   # at its own rate: not comparable
     t = {name: measured for name, _, measured, _ in targets(res)}
     assert t["added latency p50, half of max load (at 2100/s)"] == "0.30 ms"
+
+
+def test_a_load_client_behind_its_schedule_is_named_beside_the_figure_it_spoilt():
+    res = _results()
+    fg = res.rows[1]
+    fg.direct_open.slip_p99_ms = 0.4
+    fg.open.slip_p99_ms = SLIP_NOTE_MS          # at the limit: fine
+    t = {name: measured for name, _, measured, _ in targets(res)}
+    assert t["added latency p50, half of max load (at 2100/s)"] == "0.30 ms"
+    fg.direct_open.slip_p99_ms = 4.2
+    t = {name: (measured, verdict) for name, _, measured, verdict in targets(res)}
+    assert t["added latency p99, half of max load (at 2100/s)"] == (
+        "1.00 ms (the load client ran 4.20 ms late at p99)", "PASS")   # said, not judged
 
 
 def test_a_target_with_rate_of_runs_its_open_loop_at_that_targets_rate():
