@@ -234,46 +234,40 @@ def start_portkey(port: int, upstream: str, cpus: str | None, workers: int = 1) 
     return target
 
 
-def start_bare(port: int, upstream: str, cpus: str | None, workers: int = 1) -> Target:
-    """The bare aiohttp + uvloop passthrough (bench/passthrough.py): the reference the
-    targets were set against, measured in the same run. One process, like the targets."""
+def _start_built_in(name: str, module: str, ready_path: str, port: int, upstream: str,
+                    cpus: str | None, workers: int, **fields) -> Target:
+    """A reference that is part of the suite (`python -m <module> --port --upstream`): one
+    process, like a target's worker."""
     from .bench_gateway import ROOT
     from .loadgen import pinned
 
-    proc = subprocess.Popen(pinned([sys.executable, "-m", "bench.passthrough", "--port", str(port),
+    proc = subprocess.Popen(pinned([sys.executable, "-m", module, "--port", str(port),
                                     "--upstream", upstream], cpus),
                             cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
-    target = Target("bare", f"http://127.0.0.1:{port}/v1/chat/completions", {}, proc, 1,
-                    peer_status("bare").version)
+    target = Target(name, f"http://127.0.0.1:{port}/v1/chat/completions", {}, proc, 1,
+                    peer_status(name).version, **fields)
     if workers > 1:
-        target.note = "runs one process (it is the per-worker reference)"
+        target.note = "runs one process (it is a per-worker reference)"
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", 30, proc)
+        wait_http(f"http://127.0.0.1:{port}{ready_path}", 30, proc)
     except RuntimeError as exc:
         target.stop()
-        raise RuntimeError(f"the bare passthrough did not start: {exc}") from None
+        raise RuntimeError(f"{name} ({module}) did not start: {exc}") from None
     return target
+
+
+def start_bare(port: int, upstream: str, cpus: str | None, workers: int = 1) -> Target:
+    """The bare aiohttp + uvloop passthrough (bench/passthrough.py): the reference the
+    targets were set against, measured in the same run."""
+    return _start_built_in("bare", "bench.passthrough", "/readyz", port, upstream, cpus, workers)
 
 
 def start_relay(port: int, upstream: str, cpus: str | None, workers: int = 1) -> Target:
     """The byte relay (bench/relay.py): the floor of any process in the path. Its open loop
-    runs at Faregate's rate, so that its added latency is the machine's share of Faregate's."""
-    from .bench_gateway import ROOT
-    from .loadgen import pinned
-
-    proc = subprocess.Popen(pinned([sys.executable, "-m", "bench.relay", "--port", str(port),
-                                    "--upstream", upstream], cpus),
-                            cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
-    target = Target("relay", f"http://127.0.0.1:{port}/v1/chat/completions", {}, proc, 1,
-                    peer_status("relay").version, rate_of="faregate")
-    if workers > 1:
-        target.note = "runs one process (it is the per-worker floor)"
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models", 30, proc)
-    except RuntimeError as exc:
-        target.stop()
-        raise RuntimeError(f"the relay did not start: {exc}") from None
-    return target
+    runs at Faregate's rate, so that its added latency is the machine's share of Faregate's.
+    It answers whatever the mock answers, so readiness is the mock's /v1/models through it."""
+    return _start_built_in("relay", "bench.relay", "/v1/models", port, upstream, cpus, workers,
+                           rate_of="faregate")
 
 
 def start_peer(name: str, port: int, upstream: str, cpus: str | None, workers: int = 1) -> Target:

@@ -1,5 +1,5 @@
-"""The bare aiohttp passthrough (the targets' reference) really relays, plain and streamed,
-so the suite's `bare` column measures a working passthrough."""
+"""The suite's built-in references, the bare aiohttp passthrough and the byte relay, really
+relay, plain and streamed, so their columns measure working passthroughs."""
 from __future__ import annotations
 
 import subprocess
@@ -12,16 +12,23 @@ from bench.bench_gateway import ROOT, body, free_port, start_mock, wait_http
 from bench.loadgen import have_wrk, run_load
 
 
-def test_bare_passthrough_relays_plain_and_stream():
+@pytest.mark.parametrize("name, version, rate_of", [("bare", "aiohttp ", None),
+                                                     ("relay", "uvloop ", "faregate")])
+def test_the_built_in_references_relay_plain_and_stream(name, version, rate_of):
     mock_port = free_port()
     mock = start_mock(mock_port, None, chunks=5)
     try:
-        st = peers.peer_status("bare")
-        assert st.found and st.version.startswith("aiohttp ")
-        target = peers.start_peer("bare", free_port(), f"http://127.0.0.1:{mock_port}/v1", None)
+        st = peers.peer_status(name)
+        assert st.found and st.version.startswith(version)
+        target = peers.start_peer(name, free_port(), f"http://127.0.0.1:{mock_port}/v1", None)
         try:
+            assert target.rate_of == rate_of
             assert peers.probe(target, body(False), body(True)) is None
             assert target.stream_ok, target.note
+            # keep-alive through it: many requests on each connection, streams included
+            res = run_load(target.url, bodies=[body(False), body(True)], connections=4,
+                           duration=0.5, tool="builtin")
+            assert res.requests > 20 and res.errors == 0
         finally:
             target.stop()
         assert target.proc.poll() is not None
@@ -53,28 +60,6 @@ def test_wrk_dropping_its_streams_at_the_end_of_a_run_is_not_logged_as_an_error(
         mock.wait(10)
     log.seek(0)
     assert b"Error handling request" not in log.read()
-
-
-def test_the_byte_relay_relays_plain_and_stream_and_runs_at_faregates_rate():
-    mock_port = free_port()
-    mock = start_mock(mock_port, None, chunks=5)
-    try:
-        st = peers.peer_status("relay")
-        assert st.found and st.version.startswith("uvloop ")
-        target = peers.start_peer("relay", free_port(), f"http://127.0.0.1:{mock_port}/v1", None)
-        try:
-            assert target.rate_of == "faregate"
-            assert peers.probe(target, body(False), body(True)) is None
-            assert target.stream_ok, target.note
-            # keep-alive through the relay: many requests on one connection, streams included
-            res = run_load(target.url, bodies=[body(False), body(True)], connections=4,
-                           duration=0.5, tool="builtin")
-            assert res.requests > 20 and res.errors == 0
-        finally:
-            target.stop()
-    finally:
-        mock.terminate()
-        mock.wait(10)
 
 
 async def test_the_relay_carries_large_transfers_both_ways_and_half_closes():
