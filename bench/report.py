@@ -10,6 +10,7 @@ import time
 import msgspec
 
 from .loadgen import SLIP_NOTE_MS
+from .stalls import Stalls
 
 __all__ = ["write", "summary_text", "update_readme", "targets", "TARGETS", "README_BEGIN",
            "README_END"]
@@ -248,9 +249,13 @@ def side_by_side(results) -> str:
 def summary_text(results) -> str:
     parts = [f"## Faregate bench — {results.meta['date']}", "",
              f"`{results.meta['command']}` on {results.meta['cores']} × {results.meta['cpu']}, "
-             f"load average at the end {results.meta['load_average_at_end']}", "",
-             "### Targets (Faregate, per worker)", "",
-             _table(["target", "goal", "measured", ""], [list(t) for t in targets(results)]), ""]
+             f"load average at the end {results.meta['load_average_at_end']}", ""]
+    stalls = results.meta.get("stalls")
+    if stalls:
+        parts += [f"The gateway's core, {Stalls(**stalls).text()}: a stall delays every request "
+                  "that meets it, whatever serves it (bench/stalls.py).", ""]
+    parts += ["### Targets (Faregate, per worker)", "",
+              _table(["target", "goal", "measured", ""], [list(t) for t in targets(results)]), ""]
     sbs = side_by_side(results)
     if sbs:
         parts += ["### Side by side (same mock, same load)", "", sbs, ""]

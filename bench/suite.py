@@ -37,6 +37,7 @@ import msgspec
 from . import peers as peers_mod
 from .bench_gateway import ROOT, body, faregate_config, free_port, start_gateway, start_mock
 from .loadgen import SLIP_NOTE_MS, LoadResult, have_wrk, run_load
+from .stalls import measure as measure_stalls
 from .peers import Target
 from .sse_client import SSEResult, run_sse
 
@@ -192,6 +193,7 @@ class RssSampler:
                       rss_growth_per_100k(self.points), self.points)
 
 
+STALL_PROBE_S = 3.0   # seconds of the idle-core probe (bench/stalls.py); --smoke: 0.5
 WARM_SHARE = 0.2   # the first fifth of a run's requests fill bounded caches and the allocator
 
 
@@ -412,7 +414,7 @@ class Suite:
                                                + opens * a.open_duration)
             per += a.duration + n_targets * gw
         soak = a.soak_requests / 3000 if a.soak_requests else 0
-        return per + soak + 5 * n_targets
+        return per + soak + 5 * n_targets + STALL_PROBE_S
 
     # -- one target --
     def run_target(self, target: Target, scenarios: list[str], mock_url: str) -> None:
@@ -535,6 +537,11 @@ class Suite:
         self.direct_url = upstream + "/chat/completions"
         started = time.time()
         try:
+            # how often the machine takes the gateway's core away, before any load
+            probe_s = 0.5 if a.smoke else STALL_PROBE_S
+            self._phase("the gateway's core, idle: stalls", probe_s)
+            stalls = measure_stalls(probe_s, self.gw_cpu)
+            self.progress.advance()
             # the mock alone, closed loop
             direct_row: dict[str, Row] = {}
             for sc in scenarios:
@@ -609,6 +616,7 @@ class Suite:
             mock.wait(30)
             shutil.rmtree(self.workdir, ignore_errors=True)
         meta = machine_meta(a, started, self.gw_cpu, self.mock_cpu, self.load_cpu)
+        meta["stalls"] = msgspec.to_builtins(stalls)
         note = slip_note(self.slips)
         if note:
             self.notes.append(note)
