@@ -3,7 +3,7 @@ front of the same mock provider, under the same load, side by side.
 
     python -m bench [--scenarios nonstream,stream,mixed,cache-hit,faults] [--mode both]
                     [--duration 10] [--warmup 2] [--connections 32] [--workers 1]
-                    [--peers auto|none|bare,litellm,portkey] [--soak-requests N] [--smoke]
+                    [--peers auto|none|bare,relay,litellm,portkey] [--soak-requests N] [--smoke]
 
 For each scenario: the mock alone (direct), then each gateway in turn (one running at a
 time), each pinned to its own core with taskset where there are cores enough:
@@ -743,7 +743,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--impl", choices=("c", "py", "both"), default="c",
                     help="Faregate's hot path: compiled, pure-Python twin, or both")
     ap.add_argument("--peers", default="auto",
-                    help="auto (bare and those installed), none, or a list: bare,litellm,portkey")
+                    help="auto (bare, relay and those installed), none, or a list: "
+                         "bare,relay,litellm,portkey")
     ap.add_argument("--tool", choices=("auto", "wrk", "builtin"), default="auto",
                     help="closed-loop load: wrk when installed (auto), or the built-in client")
     ap.add_argument("--cpus", default="auto",
