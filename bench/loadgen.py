@@ -5,8 +5,9 @@ Lua script for the POST bodies when wrk is installed, else with the built-in cli
 (requests sent at a fixed `rate`, latency measured from when each request was due, so a slow
 server cannot hide its queueing) with the built-in client, since wrk has no fixed-rate mode.
 
-The built-in client (proxy.httpclient on uvloop, paced by a timerfd: bench/pacer.py) runs in its own process, `python -m bench.loadgen`,
-so that it can be pinned to a core with taskset like wrk. Both return the same `LoadResult`,
+The built-in client (proxy.httpclient on uvloop, paced by a timerfd: bench/pacer.py) runs in
+its own process, `python -m bench.loadgen`, so that it can be pinned to a core with taskset
+like wrk. Both return the same `LoadResult`,
 with a latency CDF for the report's plots.
 """
 from __future__ import annotations
@@ -25,8 +26,8 @@ import msgspec
 
 from .pacer import Pacer
 
-__all__ = ["LoadResult", "SLIP_NOTE_MS", "run_load", "have_wrk", "pinned", "quantiles", "CDF_POINTS",
-           "DEFAULT_HEADERS", "NONCE", "Bodies"]
+__all__ = ["LoadResult", "SLIP_NOTE_MS", "run_load", "have_wrk", "pinned", "quantiles",
+           "CDF_POINTS", "DEFAULT_HEADERS", "NONCE", "Bodies"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -274,10 +275,7 @@ SLIP_NOTE_MS = 1.0
 
 def slip_p99(slips: list[float]) -> float | None:
     """The p99 of an open-loop run's send slips (None for a closed-loop run, which has none)."""
-    if not slips:
-        return None
-    slips.sort()
-    return slips[min(len(slips) - 1, int(0.99 * len(slips)))]
+    return quantiles(sorted(slips))["p99_ms"] if slips else None
 
 
 def _child(cmd: list[str], spec: dict, timeout: float) -> bytes:

@@ -101,19 +101,21 @@ def _lag(*runs) -> str:
     return f"the load client ran {_f(worst)} ms late at p99" if worst > SLIP_NOTE_MS else ""
 
 
-def _floor(results, field: str, fg_row, lag: str = "") -> str:
-    """In parentheses after a Faregate added latency: what the byte relay (bench/relay.py)
-    added in the same run at the same rate (the machine's share), and `lag` (see _lag)."""
+def _relay_added(results, field: str, fg_row) -> str:
+    """What the byte relay (bench/relay.py) added in the same run at the same rate as
+    Faregate (the machine's share), or "" when it did not run at that rate."""
     relay = _row(results, "nonstream", "relay")
-    parts = []
-    if relay is not None and relay.open is not None and fg_row is not None and \
-            fg_row.open is not None and relay.open.rate == fg_row.open.rate:
-        v = _added(relay.open, relay.direct_open, field)
-        if v is not None:
-            parts.append(f"a bare byte relay: {_f(v)} ms")
-    if lag:
-        parts.append(lag)
-    return f" ({'; '.join(parts)})" if parts else ""
+    if relay is None or relay.open is None or fg_row is None or fg_row.open is None or \
+            relay.open.rate != fg_row.open.rate:
+        return ""
+    v = _added(relay.open, relay.direct_open, field)
+    return f"a bare byte relay: {_f(v)} ms" if v is not None else ""
+
+
+def _aside(*parts: str) -> str:
+    """The non-empty parts in parentheses after a figure."""
+    said = [p for p in parts if p]
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def _error_share(*results) -> float:
@@ -155,18 +157,17 @@ def targets(results) -> list[tuple[str, str, str, str]]:
                 verdict(v, TARGETS["streams_per_s"], True, st.closed if st else None)))
     rate = f" (at {ns.open.rate:.0f}/s)" if ns and ns.open else ""
     lag = _lag(ns.open, ns.direct_open) if ns else ""
-    v = _added(ns.open, ns.direct_open, "p50_ms") if ns else None
-    out.append((f"added latency p50, half of max load{rate}", f"≤ {TARGETS['added_p50_ms']} ms",
-                _f(v) + " ms" + _floor(results, "p50_ms", ns, lag) if v is not None else "–",
-                verdict(v, TARGETS["added_p50_ms"], False, ns.open if ns else None)))
-    v = _added(ns.open, ns.direct_open, "p99_ms") if ns else None
-    out.append((f"added latency p99, half of max load{rate}", f"≤ {TARGETS['added_p99_ms']} ms",
-                _f(v) + " ms" + _floor(results, "p99_ms", ns, lag) if v is not None else "–",
-                verdict(v, TARGETS["added_p99_ms"], False, ns.open if ns else None)))
+    for p in ("p50", "p99"):
+        v = _added(ns.open, ns.direct_open, f"{p}_ms") if ns else None
+        goal = TARGETS[f"added_{p}_ms"]
+        measured = _f(v) + " ms" + _aside(_relay_added(results, f"{p}_ms", ns), lag)
+        out.append((f"added latency {p}, half of max load{rate}", f"≤ {goal} ms",
+                    measured if v is not None else "–",
+                    verdict(v, goal, False, ns.open if ns else None)))
     v = _added(st.sse, st.direct_sse, "ttft_p50_ms") if st else None
     lag = _lag(st.sse, st.direct_sse) if st else ""
     out.append(("added time to first token, p50", f"≤ {TARGETS['added_ttft_ms']} ms",
-                _f(v) + " ms" + (f" ({lag})" if lag else "") if v is not None else "–",
+                _f(v) + " ms" + _aside(lag) if v is not None else "–",
                 verdict(v, TARGETS["added_ttft_ms"], False, st.sse if st else None)))
     m = _mem(results, fg)
     v = m.max_proc_mb if m else None

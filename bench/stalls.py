@@ -19,7 +19,7 @@ import time
 
 import msgspec
 
-from .loadgen import _child, _run_in_loop, pinned
+from .loadgen import _child, _run_in_loop, pinned, quantiles
 
 __all__ = ["Stalls", "measure", "main"]
 
@@ -53,19 +53,15 @@ async def _sample(seconds: float, period: float = 0.001) -> Stalls:
         precise = pacer.precise
         pacer.close()
     late.sort()
-    n = len(late)
-
-    def q(p: float) -> float:
-        return late[min(n - 1, int(p * n))] if n else 0.0
-
-    return Stalls(seconds, n, q(0.5), q(0.99), q(0.999), late[-1] if n else 0.0,
-                  sum(x > 1.0 for x in late) / seconds, precise)
+    q = quantiles(late)
+    return Stalls(seconds, len(late), q["p50_ms"], q["p99_ms"], dict(q["cdf"]).get(99.9, 0.0),
+                  q["max_ms"], sum(x > 1.0 for x in late) / seconds, precise)
 
 
 def measure(seconds: float = 3.0, cpus: str | None = None) -> Stalls:
     """Runs the probe in a child process pinned to `cpus` (the gateway's core)."""
-    out = _child(pinned([sys.executable, "-m", "bench.stalls", "--job"], cpus),
-                 {"seconds": seconds}, seconds + 60)
+    out = _child(pinned([sys.executable, "-m", "bench.stalls"], cpus), {"seconds": seconds},
+                 seconds + 60)
     return msgspec.json.decode(out, type=Stalls)
 
 
@@ -73,17 +69,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.stalls", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--job", action="store_true", help=argparse.SUPPRESS)  # the suite's child
-    ap.add_argument("path", nargs="?", help=argparse.SUPPRESS)
+    ap.add_argument("job", nargs="?", help=argparse.SUPPRESS)  # the suite's: {"seconds": N}
     args = ap.parse_args(argv)
     seconds = args.seconds
     if args.job:
-        with open(args.path, "rb") as fh:
+        with open(args.job, "rb") as fh:
             seconds = msgspec.json.decode(fh.read())["seconds"]
-    res = _run_in_loop(_sample(seconds))
-    sys.stdout.buffer.write(msgspec.json.encode(res))
-    if not args.job and sys.stdout.isatty():
-        print()
+    sys.stdout.buffer.write(msgspec.json.encode(_run_in_loop(_sample(seconds))))
 
 
 if __name__ == "__main__":
