@@ -8,6 +8,7 @@ catalog file is configured) polls from startup to cleanup.
 """
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
 import logging
@@ -26,7 +27,7 @@ from .auth import KeyStore
 from .cache import ResponseCache
 from .catalog import CatalogWatcher, default_catalog, load_catalog
 from .config import Config, ModelConfig
-from .errors import error_middleware
+from .errors import MAX_BODY_BYTES, error_middleware
 from .ledger import Ledger
 from .metrics import Metrics, metrics_handler
 from .record import RequestRecord
@@ -73,6 +74,15 @@ class GatewayState:
         self.cache = ResponseCache(config.cache, self) if config.cache.enabled else None
         self.draining = False
         self.ready = False
+        self.loop: asyncio.AbstractEventLoop | None = None  # set on startup
+
+    def emit_after_response(self, rec: RequestRecord) -> None:
+        """Runs the sinks on the loop's next turn: a handler's response is written to the
+        socket after the handler returns, in the same turn, so the client's bytes leave
+        before the sinks' ~6-10 µs of work (metrics, ledger row, access log), not after.
+        The record is complete by then; shutdown runs further turns before the ledger's
+        final flush on cleanup, so no row is lost."""
+        self.loop.call_soon(self.emit, rec)
 
     def emit(self, rec: RequestRecord) -> None:
         for sink in self.sinks:
@@ -115,6 +125,7 @@ def build_route_deployment(d: RouteDeployment) -> Deployment:
 
 async def _on_startup(app: web.Application) -> None:
     state = app[STATE]
+    state.loop = asyncio.get_running_loop()
     await state.upstream.start()
     state.router.updater.start()
     if state.ledger is not None:
@@ -150,7 +161,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[error_middleware],
                           handler_args={"max_field_size": 65536})
     app[STATE] = GatewayState(config)
-    app["max_body_bytes"] = max_body
+    app[MAX_BODY_BYTES] = max_body
     for prefix in ("/v1", ""):
         app.router.add_post(prefix + "/chat/completions", handlers.chat_completions)
         app.router.add_post(prefix + "/embeddings", handlers.embeddings)

@@ -12,7 +12,9 @@ import logging
 import orjson
 from aiohttp import web
 
-__all__ = ["GatewayError", "bad_request", "error_response", "error_middleware"]
+__all__ = ["GatewayError", "bad_request", "error_response", "error_middleware", "MAX_BODY_BYTES"]
+
+MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)  # for the 413 message; set by create_app
 
 log = logging.getLogger("faregate")
 
@@ -55,7 +57,7 @@ async def error_middleware(request: web.Request, handler):
     except GatewayError as exc:
         return error_response(exc.status, exc.body(), exc.headers)
     except web.HTTPRequestEntityTooLarge as exc:
-        limit = request.app.get("max_body_bytes", 0)
+        limit = request.app.get(MAX_BODY_BYTES, 0)
         return error_response(413, GatewayError(
             413, f"request body is too large: the limit is {limit} bytes "
             f"(server.max_body_mb in the config)", code="request_too_large").body())

@@ -8,7 +8,7 @@ import time
 import orjson
 from aiohttp import web
 
-from .errors import GatewayError, error_response
+from .errors import MAX_BODY_BYTES, GatewayError, error_response
 from .failover import FailoverRun
 from .forward import ClientDisconnected, forward_chat, forward_embeddings
 from .record import RequestRecord
@@ -30,7 +30,7 @@ async def _read_json(request: web.Request) -> dict:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app["max_body_bytes"]
+        limit = request.app[MAX_BODY_BYTES]
         raise GatewayError(413, f"request body is too large: the limit is {limit} bytes "
                                 f"(server.max_body_mb in the config)", code="request_too_large") from None
     return decode_body(raw)
@@ -87,7 +87,7 @@ async def _handle(request: web.Request, endpoint: str) -> web.StreamResponse:
     finally:
         if not rec.latency_ms:
             rec.latency_ms = (time.perf_counter() - t0) * 1000.0
-        state.emit(rec)
+        state.emit_after_response(rec)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
