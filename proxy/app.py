@@ -74,7 +74,8 @@ class GatewayState:
         self.cache = ResponseCache(config.cache, self) if config.cache.enabled else None
         self.draining = False
         self.ready = False
-        self.loop: asyncio.AbstractEventLoop | None = None  # set on startup
+        # set on startup; kept because get_running_loop() costs a getpid() call on 3.11
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def emit_after_response(self, rec: RequestRecord) -> None:
         """Runs the sinks on the loop's next turn: a handler's response is written to the

@@ -12,7 +12,8 @@ import logging
 import orjson
 from aiohttp import web
 
-__all__ = ["GatewayError", "bad_request", "error_response", "error_middleware", "MAX_BODY_BYTES"]
+__all__ = ["GatewayError", "bad_request", "error_response", "error_middleware", "body_too_large",
+           "MAX_BODY_BYTES"]
 
 MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)  # for the 413 message; set by create_app
 
@@ -45,6 +46,12 @@ def bad_request(message: str, param: str | None = None, code: str | None = "inva
     return GatewayError(400, message, param=param, code=code)
 
 
+def body_too_large(app: web.Application) -> GatewayError:
+    limit = app.get(MAX_BODY_BYTES, 0)
+    return GatewayError(413, f"request body is too large: the limit is {limit} bytes "
+                             f"(server.max_body_mb in the config)", code="request_too_large")
+
+
 def error_response(status: int, body: dict, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
                         headers=headers)
@@ -56,11 +63,8 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except GatewayError as exc:
         return error_response(exc.status, exc.body(), exc.headers)
-    except web.HTTPRequestEntityTooLarge as exc:
-        limit = request.app.get(MAX_BODY_BYTES, 0)
-        return error_response(413, GatewayError(
-            413, f"request body is too large: the limit is {limit} bytes "
-            f"(server.max_body_mb in the config)", code="request_too_large").body())
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, body_too_large(request.app).body())
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

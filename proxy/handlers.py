@@ -8,7 +8,7 @@ import time
 import orjson
 from aiohttp import web
 
-from .errors import MAX_BODY_BYTES, GatewayError, error_response
+from .errors import GatewayError, body_too_large, error_response
 from .failover import FailoverRun
 from .forward import ClientDisconnected, forward_chat, forward_embeddings
 from .record import RequestRecord
@@ -30,9 +30,7 @@ async def _read_json(request: web.Request) -> dict:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[MAX_BODY_BYTES]
-        raise GatewayError(413, f"request body is too large: the limit is {limit} bytes "
-                                f"(server.max_body_mb in the config)", code="request_too_large") from None
+        raise body_too_large(request.app) from None
     return decode_body(raw)
 
 
